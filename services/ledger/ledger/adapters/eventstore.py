@@ -1,0 +1,78 @@
+"""The fact log on ``eventsourcing``: in memory (POPO), SQLite or PostgreSQL.
+
+The whole log is one event stream (one originator id); a fact's position is its
+``originator_version``. The recorder's primary key on (originator_id, version) makes a
+concurrent append at a taken position fail, which is how writers are serialised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.application import Application
+from eventsourcing.domain import DomainEvent
+from eventsourcing.persistence import IntegrityError
+
+from ledger.application.ports import PositionConflictError, StoredFact
+
+__all__ = ["LOG_ID", "EventSourcedFactStore", "FactRecorded"]
+
+LOG_ID: UUID = uuid5(UUID("6ba7b811-9dad-11d1-80b4-00c04fd430c8"), "coop-ledger/fact-log/v1")
+
+
+@dataclass(frozen=True)
+class FactRecorded(DomainEvent):
+    """A fact accepted into the log (``originator_version`` is its position)."""
+
+    envelope: dict[str, Any]
+    chain_hash: str
+
+
+class FactLogApplication(Application[UUID]):
+    name = "CommissionLedger"
+
+
+class EventSourcedFactStore:
+    """:class:`~ledger.application.ports.FactStore` on an eventsourcing recorder."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.app = FactLogApplication(env=env)
+
+    def append(self, facts: Sequence[StoredFact]) -> None:
+        if not facts:
+            return
+
+        events = [
+            FactRecorded(
+                originator_id=LOG_ID,
+                originator_version=fact.position,
+                timestamp=datetime.fromisoformat(fact.recorded_at),
+                envelope=fact.envelope,
+                chain_hash=fact.chain_hash,
+            )
+            for fact in facts
+        ]
+        try:
+            self.app.save(*events)
+        except IntegrityError as exc:
+            raise PositionConflictError(str(exc)) from exc
+
+    def read(self, after: int, limit: int) -> Sequence[StoredFact]:
+        stored = self.app.recorder.select_events(LOG_ID, gt=after, limit=limit)
+        out = []
+        for record in stored:
+            event = self.app.mapper.to_domain_event(record)
+            assert isinstance(event, FactRecorded), type(event)
+            out.append(
+                StoredFact(
+                    event.originator_version, event.envelope, event.timestamp.isoformat(), event.chain_hash
+                )
+            )
+        return out
+
+    def close(self) -> None:
+        self.app.close()

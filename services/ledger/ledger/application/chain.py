@@ -1,0 +1,41 @@
+"""The tamper-evident hash chain over the stored facts.
+
+hash(n) = SHA-256( TAG || u64(n) || u32(len(prev)) || prev || u64(len(fact)) || fact )
+
+where ``prev`` is hash(n-1) (the fixed :data:`GENESIS` for the first fact) and ``fact``
+is the canonical JSON of the stored envelope (sorted keys, no spaces, UTF-8). Every field
+is length-prefixed, so no two different histories can encode to the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import Any
+
+import orjson
+
+__all__ = ["GENESIS", "canonical_json", "chain_hash"]
+
+GENESIS = "0" * 64
+_TAG = b"coop-ledger/chain/v1\x00"
+
+
+def canonical_json(document: Any) -> bytes:
+    """Canonical bytes of a JSON document: sorted keys, compact, UTF-8."""
+    encoded: bytes = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+    return encoded
+
+
+def chain_hash(prev_hash: str, position: int, fact_json: bytes) -> str:
+    """The chain hash of the fact stored at ``position`` after ``prev_hash``."""
+    assert position >= 1, position
+    assert len(prev_hash) == 64, prev_hash
+    prev = prev_hash.encode("ascii")
+    digest = hashlib.sha256()
+    digest.update(_TAG)
+    digest.update(struct.pack(">QI", position, len(prev)))
+    digest.update(prev)
+    digest.update(struct.pack(">Q", len(fact_json)))
+    digest.update(fact_json)
+    return digest.hexdigest()

@@ -1,0 +1,209 @@
+"""The ledger's service layer: accept inbound messages, keep them in the log, answer
+with the books.
+
+Check, then change: a batch is validated and de-duplicated against what the log already
+holds, the new facts are appended in one transaction, and only then does the in-memory
+index move. Nothing here does I/O itself; the store and the clock are given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+from ledger.application.chain import GENESIS, canonical_json, chain_hash
+from ledger.application.contract import INBOUND_TYPES, Refusal, parse_envelope
+from ledger.application.ports import FactStore, PositionConflictError, StoredFact
+from ledger.domain.books import Books, build_books
+from ledger.domain.facts import Fact, FactKey
+
+__all__ = ["MAX_BATCH", "FactIndex", "Ledger", "Outcome", "fact_from_envelope"]
+
+#: Most messages handled in one call of :meth:`Ledger.submit` (one transaction).
+MAX_BATCH = 10_000
+#: How often a batch is retried after another writer took its positions.
+MAX_APPEND_ATTEMPTS = 20
+READ_PAGE = 1_000
+
+Status = Literal["accepted", "duplicate", "refused"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one inbound message."""
+
+    status: Status
+    envelope_id: str | None
+    fact_type: str | None = None
+    position: int | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+def fact_from_envelope(envelope: dict[str, Any]) -> Fact:
+    """The fact carried by a stored (already accepted) envelope."""
+    model = INBOUND_TYPES[envelope["type"]]
+    fact: Fact = model.model_validate(envelope["data"]).to_fact()
+    return fact
+
+
+@dataclass
+class FactIndex:
+    """In-memory projection of the log: what is known, by envelope id and business key."""
+
+    head_position: int = 0
+    head_hash: str = GENESIS
+    envelope_ids: dict[str, int] = field(default_factory=dict)
+    facts: dict[FactKey, tuple[int, Fact]] = field(default_factory=dict)
+
+    def apply(self, stored: StoredFact, fact: Fact) -> None:
+        assert stored.position == self.head_position + 1, (stored.position, self.head_position)
+        assert fact.key not in self.facts, fact.key
+        self.head_position = stored.position
+        self.head_hash = stored.chain_hash
+        self.envelope_ids[stored.envelope["id"]] = stored.position
+        self.facts[fact.key] = (stored.position, fact)
+
+    def all_facts(self) -> Iterable[Fact]:
+        return (fact for _, fact in self.facts.values())
+
+
+class Ledger:
+    """Accepts facts into the log and computes the books from it."""
+
+    def __init__(self, store: FactStore, clock: Callable[[], datetime]) -> None:
+        self._store = store
+        self._clock = clock
+        self.index = FactIndex()
+
+    @property
+    def head_position(self) -> int:
+        return self.index.head_position
+
+    @property
+    def head_hash(self) -> str:
+        return self.index.head_hash
+
+    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
+        """Apply what other writers (or an earlier run) stored. Returns facts read."""
+        count = 0
+        while True:
+            page = self._store.read(self.index.head_position, READ_PAGE)
+            if not page:
+                return count
+            for stored in page:
+                self.index.apply(stored, fact_from_envelope(stored.envelope))
+            count += len(page)
+            if progress is not None:
+                progress(len(page))
+
+    def submit(self, messages: Sequence[bytes | str]) -> list[Outcome]:
+        """Validate, de-duplicate and store ``messages`` (one transaction) and return one
+        outcome per message, in order. Nothing is acknowledged by this method: the
+        caller may ack once it returns, because the facts are durable by then."""
+        assert len(messages) <= MAX_BATCH, len(messages)
+        parsed: list[tuple[dict[str, Any], Fact] | Refusal] = []
+        for raw in messages:
+            try:
+                p = parse_envelope(raw)
+                parsed.append((p.envelope.model_dump(mode="json", exclude_none=True), p.fact))
+            except Refusal as refusal:
+                parsed.append(refusal)
+        for _ in range(MAX_APPEND_ATTEMPTS):
+            outcomes, new = self._decide(parsed)
+            if not new:
+                return outcomes
+            try:
+                self._store.append([stored for stored, _ in new])
+            except PositionConflictError:
+                self.catch_up()
+                continue
+            for stored, fact in new:
+                self.index.apply(stored, fact)
+            return outcomes
+        raise RuntimeError(f"could not append after {MAX_APPEND_ATTEMPTS} attempts (write contention)")
+
+    def _decide(
+        self, parsed: Sequence[tuple[dict[str, Any], Fact] | Refusal]
+    ) -> tuple[list[Outcome], list[tuple[StoredFact, Fact]]]:
+        outcomes: list[Outcome] = []
+        new: list[tuple[StoredFact, Fact]] = []
+        batch_ids: dict[str, int] = {}
+        batch_keys: dict[FactKey, tuple[int, Fact]] = {}
+        position = self.index.head_position
+        prev_hash = self.index.head_hash
+        recorded_at = self._clock().isoformat()
+        for item in parsed:
+            if isinstance(item, Refusal):
+                outcomes.append(
+                    Outcome("refused", item.envelope_id, reason=item.reason, message=item.message)
+                )
+                continue
+            envelope, fact = item
+            envelope_id: str = envelope["id"]
+            kind = envelope["type"]
+            seen_at = self.index.envelope_ids.get(envelope_id) or batch_ids.get(envelope_id)
+            if seen_at is not None:
+                outcomes.append(
+                    Outcome(
+                        "duplicate",
+                        envelope_id,
+                        kind,
+                        seen_at,
+                        message=f"envelope id already accepted at position {seen_at}",
+                    )
+                )
+                continue
+            known = self.index.facts.get(fact.key) or batch_keys.get(fact.key)
+            if known is not None:
+                known_at, known_fact = known
+                if known_fact == fact:
+                    outcomes.append(
+                        Outcome(
+                            "duplicate",
+                            envelope_id,
+                            kind,
+                            known_at,
+                            message=f"same {fact.key[0]} {fact.key[1]!r} already at position {known_at}",
+                        )
+                    )
+                else:
+                    outcomes.append(
+                        Outcome(
+                            "refused",
+                            envelope_id,
+                            kind,
+                            reason="conflict",
+                            message=(
+                                f"{fact.key[0]} {fact.key[1]!r} was accepted at position {known_at} "
+                                "with different data; the first one stands"
+                            ),
+                        )
+                    )
+                continue
+            position += 1
+            body = canonical_json(envelope)
+            stored = StoredFact(position, envelope, recorded_at, chain_hash(prev_hash, position, body))
+            prev_hash = stored.chain_hash
+            batch_ids[envelope_id] = position
+            batch_keys[fact.key] = (position, fact)
+            new.append((stored, fact))
+            outcomes.append(Outcome("accepted", envelope_id, kind, position))
+        return outcomes, new
+
+    def hash_at(self, position: int) -> str:
+        """The chain hash after the ``position``-th fact (genesis for 0)."""
+        assert 0 <= position <= self.index.head_position, position
+        if position == self.index.head_position:
+            return self.index.head_hash
+        if position == 0:
+            return GENESIS
+        return self._store.read(position - 1, 1)[0].chain_hash
+
+    def books(self, as_of: date | None = None, at_position: int | None = None) -> Books:
+        """The books of every fact in the log (up to ``at_position``), as of a day."""
+        if at_position is None:
+            return build_books(self.index.all_facts(), as_of)
+        return build_books((fact for pos, fact in self.index.facts.values() if pos <= at_position), as_of)

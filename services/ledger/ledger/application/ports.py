@@ -1,0 +1,38 @@
+"""What the application needs from the outside world (implemented in adapters)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["FactStore", "PositionConflictError", "StoredFact"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFact:
+    """One accepted fact as the log keeps it: its position (1, 2, ...), the envelope as
+    accepted, when it was recorded (metadata, outside the hash) and its chain hash."""
+
+    position: int
+    envelope: dict[str, Any]
+    recorded_at: str
+    chain_hash: str
+
+
+class PositionConflictError(Exception):
+    """Another writer appended at the same position first: catch up and retry."""
+
+
+class FactStore(Protocol):
+    """The append-only log of accepted facts."""
+
+    def append(self, facts: Sequence[StoredFact]) -> None:
+        """Store ``facts`` (consecutive positions after the current head) atomically, in
+        one transaction, or raise :class:`PositionConflictError`."""
+
+    def read(self, after: int, limit: int) -> Sequence[StoredFact]:
+        """Up to ``limit`` facts with positions greater than ``after``, in order."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,1 @@
+"""Pure domain: facts, the charter's rules and the books. No I/O, no clock."""

@@ -1,0 +1,251 @@
+"""The facts other systems report to the ledger, as plain immutable data.
+
+Each fact has a business ``key`` (its kind and business id: the same key twice with the
+same data is a duplicate, with different data a conflict) and a ``business_date`` (what
+``--as-of`` filters on; ``None`` for facts without a date, which always count).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, TypeAlias
+
+__all__ = [
+    "COOPERATIVE",
+    "CreditNoteIssued",
+    "EligibilityChanged",
+    "Fact",
+    "FactKey",
+    "IntroducerRegistered",
+    "IntroductionRecorded",
+    "InvoiceIssued",
+    "PaymentReceived",
+    "PayoutRecorded",
+    "PurchaseRecorded",
+    "RebatePassedThrough",
+    "RebateReceived",
+    "ResaleInvoiced",
+    "Term",
+]
+
+#: The fixed account that receives donated commissions (rule R5).
+COOPERATIVE = "cooperative"
+
+FactKey: TypeAlias = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One period of a commission schedule: ``rate`` for ``months`` months."""
+
+    rate: Decimal
+    months: int
+
+
+@dataclass(frozen=True, slots=True)
+class IntroducerRegistered:
+    introducer_id: str
+    display_name: str
+    email: str | None = None
+    webhook_url: str | None = None
+    language: Literal["fr", "en"] = "fr"
+
+    @property
+    def key(self) -> FactKey:
+        return ("introducer", self.introducer_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class EligibilityChanged:
+    introducer_id: str
+    can_receive_commission: bool
+    effective_date: dt.date
+
+    @property
+    def key(self) -> FactKey:
+        # No business id in the contract: one change per introducer and day.
+        return ("eligibility", f"{self.introducer_id}@{self.effective_date.isoformat()}")
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return self.effective_date
+
+
+@dataclass(frozen=True, slots=True)
+class IntroductionRecorded:
+    introduction_id: str
+    introducer_id: str
+    client_id: str
+    adviser_id: str
+    date: dt.date
+    terms: tuple[Term, ...] | None = None
+    terms_reason: str | None = None
+    prior_last_invoice_date: dt.date | None = None
+
+    @property
+    def key(self) -> FactKey:
+        return ("introduction", self.introduction_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return self.date
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceIssued:
+    invoice_id: str
+    adviser_id: str
+    client_id: str
+    issue_date: dt.date
+    currency: str
+    net_amount: Decimal
+    tax_amount: Decimal = Decimal(0)
+
+    @property
+    def key(self) -> FactKey:
+        return ("invoice", self.invoice_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return self.issue_date
+
+
+@dataclass(frozen=True, slots=True)
+class CreditNoteIssued:
+    credit_note_id: str
+    invoice_id: str
+    issue_date: dt.date
+    net_amount: Decimal
+    tax_amount: Decimal = Decimal(0)
+
+    @property
+    def key(self) -> FactKey:
+        return ("credit_note", self.credit_note_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return self.issue_date
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentReceived:
+    payment_id: str
+    invoice_id: str
+    date: dt.date
+    amount: Decimal
+
+    @property
+    def key(self) -> FactKey:
+        return ("payment", self.payment_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return self.date
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRecorded:
+    payout_id: str
+    adviser_id: str
+    beneficiary_id: str
+    date: dt.date
+    currency: str
+    amount: Decimal
+
+    @property
+    def key(self) -> FactKey:
+        return ("payout", self.payout_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return self.date
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseRecorded:
+    purchase_id: str
+    client_id: str
+    supplier_id: str
+    date: dt.date
+    currency: str
+    cost_amount: Decimal
+
+    @property
+    def key(self) -> FactKey:
+        return ("purchase", self.purchase_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return self.date
+
+
+@dataclass(frozen=True, slots=True)
+class ResaleInvoiced:
+    resale_id: str
+    purchase_id: str
+    date: dt.date
+    amount: Decimal
+
+    @property
+    def key(self) -> FactKey:
+        return ("resale", self.resale_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return self.date
+
+
+@dataclass(frozen=True, slots=True)
+class RebateReceived:
+    rebate_id: str
+    supplier_id: str
+    date: dt.date
+    currency: str
+    amount: Decimal
+    purchase_ids: tuple[str, ...]
+
+    @property
+    def key(self) -> FactKey:
+        return ("rebate", self.rebate_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return self.date
+
+
+@dataclass(frozen=True, slots=True)
+class RebatePassedThrough:
+    pass_through_id: str
+    client_id: str
+    date: dt.date
+    currency: str
+    amount: Decimal
+
+    @property
+    def key(self) -> FactKey:
+        return ("pass_through", self.pass_through_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return self.date
+
+
+Fact: TypeAlias = (
+    IntroducerRegistered
+    | EligibilityChanged
+    | IntroductionRecorded
+    | InvoiceIssued
+    | CreditNoteIssued
+    | PaymentReceived
+    | PayoutRecorded
+    | PurchaseRecorded
+    | ResaleInvoiced
+    | RebateReceived
+    | RebatePassedThrough
+)

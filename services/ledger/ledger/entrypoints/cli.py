@@ -1,0 +1,196 @@
+"""``ledger``: the command line for auditors and operators."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ledger.adapters.jsonl import read_lines
+from ledger.adapters.tables import print_report_tables
+from ledger.application.replay import ReplayResult, submit_lines
+from ledger.application.report import render_report
+from ledger.application.schemas import generate_schemas, render_schema
+from ledger.bootstrap import build_ephemeral_ledger, build_ledger
+from ledger.settings import Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="ledger",
+    help="The cooperative's commission ledger: replay, ingest and report facts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+#: Files with more lines than this show progress on stderr.
+PROGRESS_MIN_BYTES = 1 << 20
+
+
+class Format(StrEnum):
+    json = "json"
+    table = "table"
+
+
+def _parse_day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
+
+
+def _feed(ledger: Any, path: Path) -> ReplayResult:
+    """Submit a JSON Lines file's facts to ``ledger``, with progress on stderr."""
+    try:
+        stream = path.open("rb")
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot read {path}: {exc.strerror}")
+        raise typer.Exit(2) from None
+    size = path.stat().st_size if path.is_file() else 0
+    show = size >= PROGRESS_MIN_BYTES
+    offset = 0
+
+    def numbered() -> Any:
+        nonlocal offset
+        for line in read_lines(stream):
+            offset = line.offset
+            yield line.number, line.raw
+
+    with stream:
+        if not show:
+            return submit_lines(ledger, numbered())
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeRemainingColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        ) as progress:
+            task = progress.add_task(f"reading {path.name}", total=size)
+            marks = [0]
+
+            def on_batch(result: ReplayResult) -> None:
+                progress.update(task, completed=offset)
+                if not err.is_terminal and offset * 10 // max(size, 1) > marks[0]:
+                    marks[0] = offset * 10 // max(size, 1)
+                    err.print(f"{path.name}: {result.lines} lines, {offset * 100 // max(size, 1)}%")
+
+            return submit_lines(ledger, numbered(), on_batch=on_batch)
+
+
+def _emit(report: dict[str, Any], fmt: Format | None) -> None:
+    chosen = fmt or (Format.table if sys.stdout.isatty() else Format.json)
+    if chosen is Format.json:
+        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    else:
+        print_report_tables(report, Console(width=max(Console().width, 140)))
+
+
+@app.command()
+def report(
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            "--events",
+            help="Replay this CloudEvents JSON Lines file in an ephemeral store, not the configured one.",
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Keep only facts dated up to this day (YYYY-MM-DD).")
+    ] = None,
+    at_position: Annotated[
+        int | None, typer.Option("--at-position", min=0, help="Report as of the N-th stored fact.")
+    ] = None,
+    fmt: Annotated[
+        Format | None, typer.Option("--format", help="json (default when not a terminal) or table.")
+    ] = None,
+) -> None:
+    """Print the statement of a history: commissions, balances, donations, rebates."""
+    day = _parse_day(as_of)
+    if events is not None:
+        ledger = build_ephemeral_ledger()
+        result = _feed(ledger, events)
+        rejected, summary = result.rejected, result.summary()
+    else:
+        ledger = build_ledger(Settings())
+        ledger.catch_up()
+        rejected, summary = [], None
+    books = ledger.books(as_of=day, at_position=at_position)
+    position = ledger.head_position if at_position is None else min(at_position, ledger.head_position)
+    _emit(
+        render_report(
+            books,
+            head_position=position,
+            head_hash=ledger.hash_at(position),
+            rejected=rejected,
+            summary=summary,
+        ),
+        fmt,
+    )
+
+
+@app.command()
+def ingest(
+    files: Annotated[list[Path], typer.Argument(help="CloudEvents JSON Lines files to append to the store.")],
+) -> None:
+    """Append files' facts to the configured store (idempotent: re-running changes nothing)."""
+    settings = Settings()
+    ledger = build_ledger(settings)
+    ledger.catch_up()
+    total: dict[str, int] = {"lines": 0, "accepted": 0, "duplicates": 0, "rejected": 0}
+    for path in files:
+        result = _feed(ledger, path)
+        for r in result.rejected:
+            err.print(
+                f"{path}:{r.line}: {r.reason}: {r.message}"
+                + (f" (id {r.envelope_id})" if r.envelope_id else "")
+            )
+        for key, value in result.summary().items():
+            total[key] += value
+    total["head_position"] = ledger.head_position
+    sys.stdout.write(
+        json.dumps({"store": settings.redacted_store_url(), **total, "head_hash": ledger.head_hash}) + "\n"
+    )
+
+
+@app.command()
+def schemas(
+    out: Annotated[Path, typer.Option(help="Folder to write the JSON Schema files into.")] = Path("schemas"),
+    check: Annotated[bool, typer.Option("--check", help="Only check that the folder is up to date.")] = False,
+) -> None:
+    """Generate (or check) the JSON Schema files of the contract from the models."""
+    stale = []
+    for name, schema in generate_schemas().items():
+        target = out / name
+        text = render_schema(schema)
+        if check:
+            if not target.is_file() or target.read_text(encoding="utf-8") != text:
+                stale.append(name)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    if stale:
+        err.print(f"[red]stale schemas[/red] in {out}: {', '.join(stale)}; run `ledger schemas`")
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The notifier: alerts introducers of what they earn (see issue 4)."""

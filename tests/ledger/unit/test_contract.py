@@ -1,0 +1,236 @@
+"""The contract: strict envelopes and data, each kind of bad input with its own reason."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from ledger.application.contract import MAX_MESSAGE_BYTES, Refusal, fact_to_data, parse_envelope, type_of_fact
+from ledger.domain.facts import InvoiceIssued
+from tests.conftest import EXAMPLE_NAMES, EXAMPLES
+
+INVOICE = {
+    "invoice_id": "INV-1",
+    "adviser_id": "adv-anne",
+    "client_id": "cli-bakery",
+    "issue_date": "2025-01-10",
+    "currency": "CHF",
+    "net_amount": "1000.00",
+    "tax_amount": "81.00",
+}
+
+
+def env(
+    data: dict[str, object] | None = None, type_: str = "coop.ledger.invoice.issued.v1", **over: object
+) -> str:
+    doc: dict[str, object] = {
+        "specversion": "1.0",
+        "id": "erp-1",
+        "source": "erp/acme",
+        "type": type_,
+        "time": "2025-01-10T09:00:00Z",
+        "datacontenttype": "application/json",
+        "data": INVOICE if data is None else data,
+    }
+    doc.update(over)
+    return json.dumps(doc)
+
+
+def with_data(**changes: object) -> str:
+    data = {**INVOICE, **changes}
+    return env({k: v for k, v in data.items() if v is not DROP})
+
+
+DROP = object()
+
+
+def test_contract_example_is_accepted() -> None:
+    """The contract's own example envelope parses into an invoice fact."""
+    parsed = parse_envelope(env())
+    assert parsed.fact == InvoiceIssued(
+        "INV-1", "adv-anne", "cli-bakery", date(2025, 1, 10), "CHF", Decimal("1000.00"), Decimal("81.00")
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("not json at all", "invalid_json"),
+        ("[1, 2]", "invalid_json"),
+        ('"a string"', "invalid_json"),
+        ('{"specversion": "1.0"', "invalid_json"),
+        (env(specversion="0.3"), "invalid_envelope"),
+        (env(id=""), "invalid_envelope"),
+        (env(id="has space"), "invalid_envelope"),
+        (env(source=""), "invalid_envelope"),
+        (env(time="yesterday"), "invalid_envelope"),
+        (env(time="2025-01-10"), "invalid_envelope"),
+        (env(datacontenttype="text/xml"), "invalid_envelope"),
+        (env(data=[1, 2]), "invalid_envelope"),
+        (env(type_="coop.ledger.invoice.deleted.v1"), "unknown_type"),
+        (env(type_="coop.ledger.invoice.issued.v2"), "unknown_type"),
+        (with_data(net_amount=1000.5), "money_as_number"),
+        (with_data(net_amount=1000), "money_as_number"),
+        (with_data(net_amount="-5.00"), "negative_amount"),
+        (with_data(net_amount="10.005"), "too_many_decimals"),
+        (with_data(currency="JPY", net_amount="10.5", tax_amount="0"), "too_many_decimals"),
+        (with_data(net_amount="1e3"), "invalid_amount"),
+        (with_data(net_amount="1,000.00"), "invalid_amount"),
+        (with_data(net_amount="  12"), "invalid_amount"),
+        (with_data(net_amount="10000000000000"), "invalid_amount"),
+        (with_data(net_amount="NaN"), "invalid_amount"),
+        (with_data(currency="ABC"), "unknown_currency"),
+        (with_data(currency="XAU"), "unknown_currency"),
+        (with_data(currency="chf"), "unknown_currency"),
+        (with_data(invoice_id="has space"), "invalid_id"),
+        (with_data(invoice_id=""), "invalid_id"),
+        (with_data(invoice_id="x" * 129), "invalid_id"),
+        (with_data(issue_date="2025-02-30"), "invalid_date"),
+        (with_data(issue_date="10/01/2025"), "invalid_date"),
+        (with_data(issue_date="2025-01-10T00:00:00Z"), "invalid_date"),
+        (with_data(issue_date=20250110), "invalid_date"),
+        (with_data(net_amount=DROP), "missing_field"),
+        (with_data(client_id=DROP), "missing_field"),
+        (with_data(colour="blue"), "unknown_field"),
+        (with_data(adviser_id=12), "wrong_type"),
+        (
+            env(
+                {"introducer_id": "i", "can_receive_commission": "no", "effective_date": "2025-01-01"},
+                "coop.ledger.introducer.eligibility_changed.v1",
+            ),
+            "wrong_type",
+        ),
+        (
+            env(
+                {
+                    "introduction_id": "i",
+                    "introducer_id": "a",
+                    "client_id": "c",
+                    "adviser_id": "x",
+                    "date": "2025-02-03",
+                    "terms": [{"rate": "0.10", "months": 12}],
+                },
+                "coop.ledger.introduction.recorded.v1",
+            ),
+            "invalid_terms",
+        ),
+        (
+            env(
+                {
+                    "introduction_id": "i",
+                    "introducer_id": "a",
+                    "client_id": "c",
+                    "adviser_id": "x",
+                    "date": "2025-02-03",
+                    "terms": [{"rate": "1.5", "months": 12}],
+                    "terms_reason": "x",
+                },
+                "coop.ledger.introduction.recorded.v1",
+            ),
+            "invalid_terms",
+        ),
+        (
+            env(
+                {
+                    "introduction_id": "i",
+                    "introducer_id": "a",
+                    "client_id": "c",
+                    "adviser_id": "x",
+                    "date": "2025-02-03",
+                    "terms": [{"rate": 0.1, "months": 12}],
+                    "terms_reason": "x",
+                },
+                "coop.ledger.introduction.recorded.v1",
+            ),
+            "rate_as_number",
+        ),
+        (
+            env(
+                {
+                    "introduction_id": "i",
+                    "introducer_id": "a",
+                    "client_id": "c",
+                    "adviser_id": "x",
+                    "date": "2025-02-03",
+                    "prior_last_invoice_date": "2025-02-03",
+                },
+                "coop.ledger.introduction.recorded.v1",
+            ),
+            "invalid_value",
+        ),
+        (
+            env(
+                {
+                    "rebate_id": "r",
+                    "supplier_id": "s",
+                    "date": "2025-01-01",
+                    "currency": "CHF",
+                    "amount": "1.00",
+                    "purchase_ids": [],
+                },
+                "coop.ledger.rebate.received.v1",
+            ),
+            "invalid_data",
+        ),
+        (
+            env(
+                {
+                    "rebate_id": "r",
+                    "supplier_id": "s",
+                    "date": "2025-01-01",
+                    "currency": "CHF",
+                    "amount": "1.00",
+                    "purchase_ids": ["p1", "p1"],
+                },
+                "coop.ledger.rebate.received.v1",
+            ),
+            "invalid_value",
+        ),
+        (
+            env(
+                {"introducer_id": "i", "display_name": "I", "email": "not-an-address"},
+                "coop.ledger.introducer.registered.v1",
+            ),
+            "invalid_value",
+        ),
+        (
+            env(
+                {"introducer_id": "i", "display_name": "I", "language": "de"},
+                "coop.ledger.introducer.registered.v1",
+            ),
+            "invalid_value",
+        ),
+        ("{" + " " * MAX_MESSAGE_BYTES + "}", "too_large"),
+    ],
+)
+def test_bad_input_gets_a_specific_reason(raw: str, reason: str) -> None:
+    """Each kind of malformed message is refused with its own reason code and a message."""
+    with pytest.raises(Refusal) as caught:
+        parse_envelope(raw)
+    assert caught.value.reason == reason, caught.value.message
+    assert caught.value.message
+
+
+def test_refusal_keeps_the_envelope_id_when_there_is_one() -> None:
+    """A refused envelope is reported with its id so the producer can find it."""
+    with pytest.raises(Refusal) as caught:
+        parse_envelope(with_data(net_amount=12.5))
+    assert caught.value.envelope_id == "erp-1"
+
+
+def test_extension_attributes_are_kept() -> None:
+    """CloudEvents extension attributes are allowed and kept with the envelope."""
+    parsed = parse_envelope(env(traceparent="00-abc-def-01"))
+    assert parsed.envelope.model_extra == {"traceparent": "00-abc-def-01"}
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_fact_to_data_round_trips(name: str) -> None:
+    """Every example fact maps back to contract data that parses to the same fact."""
+    for line in (EXAMPLES / f"{name}.jsonl").read_text().splitlines():
+        fact = parse_envelope(line).fact
+        again = parse_envelope(env(fact_to_data(fact), type_of_fact(fact))).fact
+        assert again == fact
