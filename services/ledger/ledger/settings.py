@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -23,6 +23,21 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     postgres_pool_size: int = Field(default=5, ge=1, le=100)
     postgres_connect_timeout_s: int = Field(default=5, ge=1, le=300)
+    #: NATS server URL(s), comma-separated. ``NATS_URL`` is read too.
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222", validation_alias=AliasChoices("LEDGER_NATS_URL", "NATS_URL")
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    consumer_name: str = "ledger-in-v1"
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_timeout_s: float = Field(default=0.05, gt=0, le=30)
+    duplicate_window_s: float = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    retry_delay_s: float = Field(default=2.0, gt=0, le=300)
+    graceful_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    metrics_poll_s: float = Field(default=2.0, gt=0, le=300)
+    ready_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    ready_max_pending: int = Field(default=100_000, ge=0)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -65,6 +80,13 @@ class Settings(BaseSettings):
             f"LEDGER_STORE_URL {url!r}: unsupported scheme {scheme!r} (sqlite, postgresql, memory)"
         )
 
+    def effective(self) -> dict[str, object]:
+        """The configuration to log at start-up, secrets hidden."""
+        shown = self.model_dump(mode="json")
+        shown["store_url"] = self.redacted_store_url()
+        shown["nats_url"] = ",".join(_redact(u) for u in self.nats_url.split(","))
+        return shown
+
     def redacted_store_url(self) -> str:
         """The store URL with any password hidden, for logs."""
         url = self.resolved_store_url()
@@ -72,3 +94,12 @@ class Settings(BaseSettings):
         if parts.password:
             return url.replace(f":{parts.password}@", ":***@")
         return url
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    if parts.username and not parts.password:  # a token in the user part
+        return url.replace(f"{parts.username}@", "***@")
+    return url

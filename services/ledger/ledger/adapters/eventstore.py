@@ -15,7 +15,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEvent
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from ledger.application.ports import PositionConflictError, StoredFact
 
@@ -41,6 +41,20 @@ class EventSourcedFactStore:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.app = FactLogApplication(env=env)
+        self._tracking = self.app.factory.tracking_recorder()
+
+    def published_position(self, consumer: str) -> int:
+        """How far ``consumer`` (e.g. the outbox) got through the log."""
+        return self._tracking.max_tracking_id(consumer) or 0
+
+    def save_published_position(self, consumer: str, position: int) -> None:
+        """Record that ``consumer`` is done with every position up to ``position``."""
+        if position > self.published_position(consumer):
+            self._tracking.insert_tracking(Tracking(application_name=consumer, notification_id=position))
+
+    def ping(self) -> None:
+        """Raise when the database cannot be reached."""
+        self.app.recorder.select_events(LOG_ID, gt=0, limit=1)
 
     def append(self, facts: Sequence[StoredFact]) -> None:
         if not facts:

@@ -57,6 +57,8 @@ class FactIndex:
     head_hash: str = GENESIS
     envelope_ids: dict[str, int] = field(default_factory=dict)
     facts: dict[FactKey, tuple[int, Fact]] = field(default_factory=dict)
+    #: Facts in log order: ``by_position[p - 1]`` is the fact stored at position p.
+    by_position: list[Fact] = field(default_factory=list)
 
     def apply(self, stored: StoredFact, fact: Fact) -> None:
         assert stored.position == self.head_position + 1, (stored.position, self.head_position)
@@ -65,9 +67,10 @@ class FactIndex:
         self.head_hash = stored.chain_hash
         self.envelope_ids[stored.envelope["id"]] = stored.position
         self.facts[fact.key] = (stored.position, fact)
+        self.by_position.append(fact)
 
     def all_facts(self) -> Iterable[Fact]:
-        return (fact for _, fact in self.facts.values())
+        return iter(self.by_position)
 
 
 class Ledger:
@@ -206,4 +209,4 @@ class Ledger:
         """The books of every fact in the log (up to ``at_position``), as of a day."""
         if at_position is None:
             return build_books(self.index.all_facts(), as_of)
-        return build_books((fact for pos, fact in self.index.facts.values() if pos <= at_position), as_of)
+        return build_books(self.index.by_position[:at_position], as_of)

@@ -126,7 +126,7 @@ def report(
         result = _feed(ledger, events)
         rejected, summary = result.rejected, result.summary()
     else:
-        ledger = build_ledger(Settings())
+        ledger = build_ledger(_settings())
         ledger.catch_up()
         rejected, summary = [], None
     books = ledger.books(as_of=day, at_position=at_position)
@@ -148,7 +148,7 @@ def ingest(
     files: Annotated[list[Path], typer.Argument(help="CloudEvents JSON Lines files to append to the store.")],
 ) -> None:
     """Append files' facts to the configured store (idempotent: re-running changes nothing)."""
-    settings = Settings()
+    settings = _settings()
     ledger = build_ledger(settings)
     ledger.catch_up()
     total: dict[str, int] = {"lines": 0, "accepted": 0, "duplicates": 0, "rejected": 0}
@@ -186,6 +186,60 @@ def schemas(
     if stale:
         err.print(f"[red]stale schemas[/red] in {out}: {', '.join(stale)}; run `ledger schemas`")
         raise typer.Exit(1)
+
+
+@app.command()
+def serve() -> None:
+    """Run the ledger service: NATS JetStream in and out, HTTP for metrics, health and reports."""
+    import asyncio
+
+    import structlog
+
+    from ledger.adapters.asgi_server import serve_asgi
+    from ledger.adapters.service import build_app
+    from ledger.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+    asgi, _ = build_app(settings)
+    structlog.get_logger("ledger").info("ledger starting", config=settings.effective())
+    asyncio.run(
+        serve_asgi(
+            asgi, settings.http_host, settings.http_port, settings.graceful_timeout_s, settings.log_level
+        )
+    )
+
+
+@app.command()
+def publish(
+    files: Annotated[
+        list[Path], typer.Argument(help="CloudEvents JSON Lines files to publish to ledger.in.*")
+    ],
+) -> None:
+    """Publish files' lines to NATS JetStream (Nats-Msg-Id = envelope id), with progress."""
+    import asyncio
+
+    from ledger.adapters.publish import PublishError, publish_files
+
+    settings = _settings()
+    try:
+        summary = asyncio.run(publish_files(settings.nats_url, files, err))
+    except PublishError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    sys.stdout.write(json.dumps(summary) + "\n")
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings()
+        settings.eventsourcing_env()
+    except ValueError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    return settings
 
 
 def main() -> None:

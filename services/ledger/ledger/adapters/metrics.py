@@ -1,0 +1,95 @@
+"""Prometheus metrics of the ledger service (no client or person ids as labels)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+__all__ = ["LedgerMetrics"]
+
+_BATCH_SIZES = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class LedgerMetrics:
+    """Every metric the ledger exports, on its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.facts_accepted = Counter(
+            "ledger_facts_accepted_total", "Facts stored, by type.", ["type"], registry=r
+        )
+        self.facts_duplicate = Counter(
+            "ledger_facts_duplicate_total",
+            "Messages that repeated a stored fact (no change), by type.",
+            ["type"],
+            registry=r,
+        )
+        self.facts_refused = Counter(
+            "ledger_facts_refused_total",
+            "Messages refused and sent to ledger.rejected, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "ledger_batch_size_messages", "Messages per consumed batch.", buckets=_BATCH_SIZES, registry=r
+        )
+        self.batch_seconds = Histogram(
+            "ledger_batch_duration_seconds",
+            "Time to validate, store and ack one batch.",
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "ledger_store_commit_duration_seconds",
+            "Time of one event-store transaction.",
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "ledger_store_errors_total",
+            "Batches not stored because the store failed (redelivered later).",
+            registry=r,
+        )
+        self.stored_position = Gauge(
+            "ledger_stored_position", "Position of the last stored fact.", registry=r
+        )
+        self.published_position = Gauge(
+            "ledger_published_position", "Position up to which derived events are published.", registry=r
+        )
+        self.publish_lag = Gauge(
+            "ledger_publish_lag_facts", "Stored position minus published position.", registry=r
+        )
+        self.derived_published = Counter(
+            "ledger_derived_events_published_total",
+            "Derived events published to LEDGER_OUT, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.publish_errors = Counter(
+            "ledger_publish_errors_total", "Failed attempts to publish derived events (retried).", registry=r
+        )
+        self.consumer_pending = Gauge(
+            "ledger_consumer_pending_messages",
+            "Messages of LEDGER_IN not yet delivered or not yet acked.",
+            registry=r,
+        )
+        self.commission_accrued_minor = Counter(
+            "ledger_commission_accrued_minor_total",
+            "Commission amounts accrued (positive adjustments included), in minor units, by currency.",
+            ["currency"],
+            registry=r,
+        )
+        self.commission_reversed_minor = Counter(
+            "ledger_commission_reversed_minor_total",
+            "Commission amounts reduced by adjustments (credit notes, back-dated facts), in minor units.",
+            ["currency"],
+            registry=r,
+        )
+        self.queries = Counter(
+            "ledger_queries_total",
+            "Report queries served, by channel and view.",
+            ["channel", "view"],
+            registry=r,
+        )
+        self.chain_head = Info("ledger_chain_head", "Hash chain head of the stored log.", registry=r)

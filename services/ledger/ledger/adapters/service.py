@@ -1,0 +1,531 @@
+"""``ledger serve``: the ledger as a FastStream app over NATS JetStream.
+
+- Inbound: a durable pull consumer on ``LEDGER_IN`` takes batches, the batch is stored
+  in one transaction (on a single worker thread, eventsourcing being synchronous), every
+  refusal is published to ``ledger.rejected``, and only then are the messages acked.
+- Outbound (outbox): derived events are computed from the stored log, position by
+  position, published to ``LEDGER_OUT`` with ``Nats-Msg-Id`` = the event id, and the
+  published position is tracked in the store. Publishing never runs ahead of storing.
+- Queries: the report (and per-introducer and per-client views) over NATS request/reply
+  and HTTP; ``/metrics``, ``/healthz``, ``/readyz`` and the AsyncAPI document over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+import orjson
+import structlog
+from faststream import AckPolicy, Context
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi.types import Scope
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.message import NatsBatchMessage
+from faststream.specification import AsyncAPI, get_asyncapi_html
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ledger.adapters.eventstore import EventSourcedFactStore
+from ledger.adapters.metrics import LedgerMetrics
+from ledger.application.derive import DerivedEvent, Deriver
+from ledger.application.ledger import Ledger, Outcome
+from ledger.application.report import render_report
+from ledger.application.views import client_view, introducer_view
+from ledger.settings import Settings
+
+__all__ = ["LedgerService", "build_app"]
+
+T = TypeVar("T")
+OUTBOX = "ledger-outbox-v1"
+OUT_BATCH_POSITIONS = 500
+PUBLISH_WINDOW = 256
+MAX_QUERY_BYTES = 4096
+
+log = structlog.get_logger("ledger.service")
+
+
+class QueryError(ValueError):
+    """A report query that cannot be answered as asked."""
+
+
+class LedgerService:
+    """The running service's state: the ledger, its store, the outbox and metrics."""
+
+    def __init__(self, settings: Settings, store: EventSourcedFactStore, ledger: Ledger) -> None:
+        self.settings = settings
+        self.store = store
+        self.ledger = ledger
+        self.metrics = LedgerMetrics()
+        self.deriver = Deriver()
+        self.published = 0
+        self.pending_events: list[DerivedEvent] = []
+        self.pending_upto = 0
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-store")
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.broker: NatsBroker | None = None
+        self.consumer_pending = 0
+        self.ready_reason = "starting"
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` on the single store thread (eventsourcing has no async API)."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    # start-up and shut-down ------------------------------------------------------
+
+    def _recover(self) -> None:
+        caught = self.ledger.catch_up()
+        self.published = self.store.published_position(OUTBOX)
+        assert self.published <= self.ledger.head_position, (self.published, self.ledger.head_position)
+        for position, fact in enumerate(self.ledger.index.by_position[: self.published], start=1):
+            self.deriver.advance(position, fact)
+        log.info(
+            "store recovered",
+            facts=caught,
+            published_position=self.published,
+            head_position=self.ledger.head_position,
+            head_hash=self.ledger.head_hash,
+        )
+
+    async def start(self, broker: NatsBroker) -> None:
+        self.broker = broker
+        await self.run(self._recover)
+        self._update_gauges()
+        js = broker.config.connection_state.stream
+        for name, subjects in (("LEDGER_OUT", ["ledger.out.>"]), ("LEDGER_REJECTED", ["ledger.rejected"])):
+            config = StreamConfig(
+                name=name,
+                subjects=subjects,
+                storage=StorageType.FILE,
+                duplicate_window=self.settings.duplicate_window_s,
+                discard=DiscardPolicy.OLD,
+            )
+            try:
+                await js.stream_info(name)
+                await js.update_stream(config)
+            except NotFoundError:
+                await js.add_stream(config)
+        self._tasks = [
+            asyncio.create_task(self._outbox_loop(), name="outbox"),
+            asyncio.create_task(self._watch_consumer(), name="consumer-watch"),
+        ]
+        self.ready_reason = ""
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._worker.shutdown(wait=True)
+        self.store.close()
+        log.info("ledger stopped", head_position=self.ledger.head_position, published_position=self.published)
+
+    # inbound -------------------------------------------------------------------------
+
+    async def handle_batch(self, msg: NatsBatchMessage) -> None:
+        raws: list[bytes] = [m.data for m in msg.raw_message]
+        batch_id = uuid.uuid4().hex[:12]
+        started = time.perf_counter()
+        bound = log.bind(batch_id=batch_id, batch_size=len(raws))
+        try:
+            outcomes = await self.run(self._submit_timed, raws)
+        except Exception as exc:
+            self.metrics.store_errors.inc()
+            bound.error("batch not stored; it will be redelivered", error=str(exc))
+            await msg.nack(delay=self.settings.retry_delay_s)
+            return
+        assert self.broker is not None
+        for raw, outcome in zip(raws, outcomes, strict=True):
+            self._count(outcome)
+            if outcome.status == "refused":
+                bound.warning(
+                    "message refused",
+                    envelope_id=outcome.envelope_id,
+                    reason=outcome.reason,
+                    detail=outcome.message,
+                )
+                await self._publish_rejection(raw, outcome)
+            elif outcome.status == "duplicate":
+                bound.debug("duplicate ignored", envelope_id=outcome.envelope_id, position=outcome.position)
+        await msg.ack()
+        self.metrics.batch_size.observe(len(raws))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self._update_gauges()
+        self._wake.set()
+
+    def _submit_timed(self, raws: list[bytes]) -> list[Outcome]:
+        return self.ledger.submit(raws)
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome.status == "accepted":
+            self.metrics.facts_accepted.labels(outcome.fact_type or "unknown").inc()
+        elif outcome.status == "duplicate":
+            self.metrics.facts_duplicate.labels(outcome.fact_type or "unknown").inc()
+        else:
+            self.metrics.facts_refused.labels(outcome.reason or "unknown").inc()
+
+    async def _publish_rejection(self, raw: bytes, outcome: Outcome) -> None:
+        assert self.broker is not None
+        body = orjson.dumps(
+            {
+                "reason": outcome.reason,
+                "message": outcome.message,
+                "id": outcome.envelope_id,
+                "original": raw.decode("utf-8", errors="replace"),
+            }
+        )
+        headers = {"Ledger-Reason": outcome.reason or "", "Content-Type": "application/json"}
+        js = self.broker.config.connection_state.stream
+        await js.publish("ledger.rejected", body, headers=headers, stream="LEDGER_REJECTED")
+
+    # outbound (outbox) -------------------------------------------------------------------
+
+    def _derive_next(self) -> tuple[list[DerivedEvent], int]:
+        head = self.ledger.head_position
+        upto = min(head, self.deriver.position + OUT_BATCH_POSITIONS)
+        events: list[DerivedEvent] = []
+        facts = self.ledger.index.by_position
+        for position in range(self.deriver.position + 1, upto + 1):
+            events.extend(self.deriver.advance(position, facts[position - 1]))
+        return events, upto
+
+    async def _outbox_loop(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            self._wake.clear()
+            try:
+                await self._drain_outbox()
+            except Exception as exc:
+                self.metrics.publish_errors.inc()
+                log.warning("publishing derived events failed; retrying", error=str(exc))
+                await asyncio.sleep(self.settings.retry_delay_s)
+
+    async def _drain_outbox(self) -> None:
+        while True:
+            if not self.pending_events and self.pending_upto <= self.published:
+                if self.deriver.position >= self.ledger.head_position:
+                    return
+                self.pending_events, self.pending_upto = await self.run(self._derive_next)
+            await self._publish_events(self.pending_events)
+            await self.run(self.store.save_published_position, OUTBOX, self.pending_upto)
+            self.published = self.pending_upto
+            self.pending_events = []
+            self._update_gauges()
+
+    async def _publish_events(self, events: list[DerivedEvent]) -> None:
+        assert self.broker is not None
+        js = self.broker.config.connection_state.stream
+        for start in range(0, len(events), PUBLISH_WINDOW):
+            chunk = events[start : start + PUBLISH_WINDOW]
+            await asyncio.gather(
+                *(
+                    js.publish(e.subject, _cloudevent(e), headers={"Nats-Msg-Id": e.id}, stream="LEDGER_OUT")
+                    for e in chunk
+                )
+            )
+            for e in chunk:
+                self.metrics.derived_published.labels(e.kind).inc()
+                delta = e.minor_delta()
+                if delta is not None:
+                    currency, minor = delta
+                    if minor > 0:
+                        self.metrics.commission_accrued_minor.labels(currency).inc(minor)
+                    elif minor < 0:
+                        self.metrics.commission_reversed_minor.labels(currency).inc(-minor)
+
+    async def _watch_consumer(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                assert self.broker is not None
+                js = self.broker.config.connection_state.stream
+                info = await js.consumer_info("LEDGER_IN", self.settings.consumer_name)
+                self.consumer_pending = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+                self.metrics.consumer_pending.set(self.consumer_pending)
+            except Exception as exc:
+                log.debug("consumer info unavailable", error=str(exc))
+            await asyncio.sleep(self.settings.metrics_poll_s)
+
+    def _update_gauges(self) -> None:
+        self.metrics.stored_position.set(self.ledger.head_position)
+        self.metrics.published_position.set(self.published)
+        self.metrics.publish_lag.set(self.ledger.head_position - self.published)
+        self.metrics.chain_head.info(
+            {"hash": self.ledger.head_hash, "position": str(self.ledger.head_position)}
+        )
+
+    # queries ---------------------------------------------------------------------------
+
+    def _report(self, as_of: date | None, introducer_id: str | None, client_id: str | None) -> dict[str, Any]:
+        books = self.ledger.books(as_of=as_of)
+        report = render_report(
+            books, head_position=self.ledger.head_position, head_hash=self.ledger.head_hash
+        )
+        if introducer_id is not None:
+            return introducer_view(report, introducer_id)
+        if client_id is not None:
+            return client_view(report, client_id)
+        return report
+
+    async def query(self, params: dict[str, Any], channel: str) -> dict[str, Any]:
+        """Answer a report query; raises :class:`QueryError` for bad parameters."""
+        unknown = set(params) - {"as_of", "introducer_id", "client_id"}
+        if unknown:
+            raise QueryError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        as_of = params.get("as_of")
+        day = None
+        if as_of is not None:
+            try:
+                day = date.fromisoformat(str(as_of))
+            except ValueError:
+                raise QueryError(f"as_of {str(as_of)[:40]!r} is not a date YYYY-MM-DD") from None
+        introducer_id, client_id = params.get("introducer_id"), params.get("client_id")
+        if introducer_id is not None and client_id is not None:
+            raise QueryError("ask for introducer_id or client_id, not both")
+        for value in (introducer_id, client_id):
+            if value is not None and (not isinstance(value, str) or not 1 <= len(value) <= 128):
+                raise QueryError("ids are strings of 1-128 characters")
+        view = "introducer" if introducer_id else "client" if client_id else "report"
+        self.metrics.queries.labels(channel, view).inc()
+        return await self.run(self._report, day, introducer_id, client_id)
+
+    async def readiness(self) -> tuple[bool, str]:
+        if self.ready_reason:
+            return False, self.ready_reason
+        assert self.broker is not None
+        connection = self.broker.config.connection_state.connection
+        if not connection.is_connected:
+            return False, "NATS not connected"
+        try:
+            await asyncio.wait_for(self.run(self.store.ping), timeout=self.settings.ready_timeout_s)
+        except Exception as exc:
+            return False, f"store unreachable: {exc}"
+        if self.consumer_pending > self.settings.ready_max_pending:
+            return False, f"consumer lag {self.consumer_pending} above {self.settings.ready_max_pending}"
+        return True, "ready"
+
+
+def _cloudevent(event: DerivedEvent) -> bytes:
+    return orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": event.id,
+            "source": "coop-ledger",
+            "type": event.type,
+            "datacontenttype": "application/json",
+            "subject": event.kind,
+            "ledgerposition": event.position,
+            "data": event.data,
+        }
+    )
+
+
+def _json(body: Any, status: int = 200) -> AsgiResponse:
+    return AsgiResponse(
+        orjson.dumps(body, option=orjson.OPT_INDENT_2),
+        status_code=status,
+        headers={"Content-Type": "application/json"},
+    )
+
+
+def _query_params(scope: Scope) -> dict[str, Any]:
+    raw = scope.get("query_string", b"")
+    if len(raw) > MAX_QUERY_BYTES:
+        raise QueryError("query string too long")
+    parsed = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True, strict_parsing=False)
+    out: dict[str, Any] = {}
+    for key, values in parsed.items():
+        if len(values) != 1:
+            raise QueryError(f"parameter {key!r} given {len(values)} times")
+        out[key] = values[0]
+    return out
+
+
+def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerService]:
+    """Wire the service from settings. Nothing connects until the app starts."""
+    from ledger.bootstrap import build_store, utc_now
+
+    settings = settings or Settings()
+    store = build_store(settings)
+    service = LedgerService(settings, store, Ledger(store, utc_now))
+    broker = NatsBroker(
+        settings.nats_url,
+        max_reconnect_attempts=-1,
+        graceful_timeout=settings.graceful_timeout_s,
+        name="ledger",
+        logger=None,
+    )
+    in_stream = JStream(
+        "LEDGER_IN",
+        subjects=["ledger.in.>"],
+        storage=StorageType.FILE,
+        duplicate_window=settings.duplicate_window_s,
+    )
+
+    @broker.subscriber(
+        "ledger.in.>",
+        stream=in_stream,
+        durable=settings.consumer_name,
+        pull_sub=PullSub(batch_size=settings.batch_size, timeout=settings.batch_timeout_s, batch=True),
+        ack_policy=AckPolicy.MANUAL,
+        title="ledger.in",
+        description="Inbound facts (CloudEvents 1.0), consumed in batches by a durable pull consumer.",
+    )
+    async def on_facts(msg: NatsBatchMessage = Context("message")) -> None:
+        await service.handle_batch(msg)
+
+    async def answer(body: bytes, view: str) -> dict[str, Any]:
+        try:
+            params = orjson.loads(body) if body.strip() else {}
+            if not isinstance(params, dict):
+                raise QueryError("the query must be a JSON object")
+            if view != "report" and f"{view}_id" not in params:
+                raise QueryError(f"{view}_id is required")
+            return await service.query(params, "nats")
+        except (QueryError, orjson.JSONDecodeError) as exc:
+            return {"error": {"reason": "bad_query", "message": str(exc)}}
+
+    @broker.subscriber(
+        "ledger.query.report",
+        title="ledger.query.report",
+        description="Request/reply: the report; JSON body {as_of?, introducer_id?, client_id?}.",
+    )
+    async def query_report(msg: Any = Context("message")) -> dict[str, Any]:
+        return await answer(msg.body, "report")
+
+    @broker.subscriber(
+        "ledger.query.introducer",
+        title="ledger.query.introducer",
+        description="Request/reply: one introducer's view; body {introducer_id, as_of?}.",
+    )
+    async def query_introducer(msg: Any = Context("message")) -> dict[str, Any]:
+        return await answer(msg.body, "introducer")
+
+    @broker.subscriber(
+        "ledger.query.client",
+        title="ledger.query.client",
+        description="Request/reply: one client's view; body {client_id, as_of?}.",
+    )
+    async def query_client(msg: Any = Context("message")) -> dict[str, Any]:
+        return await answer(msg.body, "client")
+
+    for kind in (
+        "introducer.registered",
+        "commission.accrued",
+        "commission.adjusted",
+        "commission.payable",
+        "donation.credited",
+        "rebate.owed",
+        "rebate.passed_through",
+    ):
+        broker.publisher(
+            f"ledger.out.{kind}",
+            stream="LEDGER_OUT",
+            title=f"ledger.out.{kind}",
+            description=f"Derived event coop.ledger.out.{kind}.v1 (CloudEvents).",
+        )
+    broker.publisher(
+        "ledger.rejected",
+        stream="LEDGER_REJECTED",
+        title="ledger.rejected",
+        description="Refused inbound messages: original bytes, reason code, readable message.",
+    )
+
+    def http_query(view: str) -> Callable[[Scope], Any]:
+        async def handler(scope: Scope) -> AsgiResponse:
+            try:
+                params = _query_params(scope)
+                if view != "report":
+                    key = f"{view}_id"
+                    if "id" in params:
+                        params[key] = params.pop("id")
+                    if key not in params:
+                        raise QueryError(f"{key} (or id) is required")
+                return _json(await service.query(params, "http"))
+            except QueryError as exc:
+                return _json({"error": {"reason": "bad_query", "message": str(exc)}}, 400)
+
+        return handler
+
+    @get
+    async def metrics(scope: Scope) -> AsgiResponse:
+        return AsgiResponse(
+            generate_latest(service.metrics.registry),
+            status_code=200,
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        )
+
+    @get
+    async def healthz(scope: Scope) -> AsgiResponse:
+        return _json({"status": "up"})
+
+    @get
+    async def readyz(scope: Scope) -> AsgiResponse:
+        ok, reason = await service.readiness()
+        return _json({"ready": ok, "reason": reason}, 200 if ok else 503)
+
+    specification = AsyncAPI(
+        broker,
+        title="Commission ledger",
+        version="1.0.0",
+        description="Inbound facts, derived events, refusals and report queries.",
+    )
+
+    @get
+    async def asyncapi_json(scope: Scope) -> AsgiResponse:
+        return _json(specification.to_specification().to_jsonable())
+
+    @get
+    async def asyncapi_html(scope: Scope) -> AsgiResponse:
+        html = get_asyncapi_html(specification.to_specification(), try_it_out_path=None)
+        return AsgiResponse(
+            html.encode(), status_code=200, headers={"Content-Type": "text/html; charset=utf-8"}
+        )
+
+    routes = [
+        ("/metrics", metrics),
+        ("/healthz", healthz),
+        ("/readyz", readyz),
+        ("/report", get(http_query("report"))),
+        ("/report/introducer", get(http_query("introducer"))),
+        ("/report/client", get(http_query("client"))),
+        ("/asyncapi.json", asyncapi_json),
+        ("/asyncapi", asyncapi_html),
+    ]
+
+    async def after_startup() -> None:
+        await service.start(broker)
+        log.info(
+            "ledger ready",
+            http=f"http://{settings.http_host}:{settings.http_port}",
+            head_position=service.ledger.head_position,
+        )
+
+    async def on_shutdown() -> None:
+        service.ready_reason = "stopping"
+
+    async def after_shutdown() -> None:
+        await service.stop()
+
+    app = AsgiFastStream(
+        broker,
+        asgi_routes=routes,
+        after_startup=[after_startup],
+        on_shutdown=[on_shutdown],
+        after_shutdown=[after_shutdown],
+        specification=specification,
+    )
+    return app, service

@@ -1,0 +1,357 @@
+"""Derived events: what each stored fact changes in the books, as outbound messages.
+
+The :class:`Deriver` walks the log one position at a time and, for each fact, recomputes
+only what that fact touches (the commission lines of one adviser/client pair, the rebates
+of the clients behind one purchase) and emits the differences. Derived events are a pure
+function of the log prefix, so their ids (``<position>:<kind>:<ref>``) are stable: a
+crash between store and publish re-derives the same events with the same ids, and
+JetStream's de-duplication (``Nats-Msg-Id``) and listeners drop the copies.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+from ledger.application.report import commission_row
+from ledger.domain.books import CommissionLine, RebateLine, build_books
+from ledger.domain.facts import (
+    CreditNoteIssued,
+    EligibilityChanged,
+    Fact,
+    IntroducerRegistered,
+    IntroductionRecorded,
+    InvoiceIssued,
+    PaymentReceived,
+    PayoutRecorded,
+    PurchaseRecorded,
+    RebatePassedThrough,
+    RebateReceived,
+    ResaleInvoiced,
+)
+from ledger.domain.money import format_amount, minor_unit_exponent
+
+__all__ = ["OUT_KINDS", "DerivedEvent", "Deriver"]
+
+OUT_KINDS = (
+    "introducer.registered",
+    "commission.accrued",
+    "commission.adjusted",
+    "commission.payable",
+    "donation.credited",
+    "rebate.owed",
+    "rebate.passed_through",
+)
+ZERO = Decimal(0)
+LineKey = tuple[str, str]  # (invoice_id, introduction_id)
+Pair = tuple[str, str]  # (adviser_id, client_id)
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedEvent:
+    """One outbound event: ``id`` is stable for a given log, ``data`` is JSON-ready."""
+
+    id: str
+    kind: str
+    position: int
+    data: dict[str, Any]
+
+    @property
+    def subject(self) -> str:
+        return f"ledger.out.{self.kind}"
+
+    @property
+    def type(self) -> str:
+        return f"coop.ledger.out.{self.kind}.v1"
+
+    def minor_delta(self) -> tuple[str, int] | None:
+        """(currency, delta in minor units) of a commission amount change, if any."""
+        if self.kind not in {"commission.accrued", "commission.adjusted"}:
+            return None
+        currency = self.data["currency"]
+        delta = Decimal(self.data["delta"])
+        return currency, int(delta.scaleb(minor_unit_exponent(currency)))
+
+
+@dataclass
+class _Facts:
+    introducers: dict[str, IntroducerRegistered] = field(default_factory=dict)
+    intros_by_pair: dict[Pair, list[IntroductionRecorded]] = field(default_factory=lambda: defaultdict(list))
+    pairs_by_introducer: dict[str, set[Pair]] = field(default_factory=lambda: defaultdict(set))
+    eligibility: dict[str, list[EligibilityChanged]] = field(default_factory=lambda: defaultdict(list))
+    invoices: dict[str, InvoiceIssued] = field(default_factory=dict)
+    invoices_by_pair: dict[Pair, list[InvoiceIssued]] = field(default_factory=lambda: defaultdict(list))
+    children: dict[str, list[CreditNoteIssued | PaymentReceived]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    purchases: dict[str, PurchaseRecorded] = field(default_factory=dict)
+    purchases_by_client: dict[str, list[PurchaseRecorded]] = field(default_factory=lambda: defaultdict(list))
+    resales: dict[str, list[ResaleInvoiced]] = field(default_factory=lambda: defaultdict(list))
+    rebates_by_purchase: dict[str, list[RebateReceived]] = field(default_factory=lambda: defaultdict(list))
+    pass_throughs: dict[str, list[RebatePassedThrough]] = field(default_factory=lambda: defaultdict(list))
+
+
+class Deriver:
+    """Turns the log, position by position, into derived events."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        self._facts = _Facts()
+        self._lines: dict[Pair, dict[LineKey, CommissionLine]] = defaultdict(dict)
+        self._rebates: dict[tuple[str, str], RebateLine] = {}
+        # running balances per (beneficiary, currency): accrued, payable, paid
+        self._balances: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
+
+    def advance(self, position: int, fact: Fact) -> list[DerivedEvent]:
+        """The events caused by ``fact``, stored at ``position`` (the next one)."""
+        assert position == self.position + 1, (position, self.position)
+        self.position = position
+        pairs, clients = self._index(fact)
+        events: list[DerivedEvent] = []
+        if isinstance(fact, IntroducerRegistered):
+            events.append(
+                self._event(
+                    "introducer.registered",
+                    fact.introducer_id,
+                    {
+                        "introducer_id": fact.introducer_id,
+                        "display_name": fact.display_name,
+                        "email": fact.email,
+                        "webhook_url": fact.webhook_url,
+                        "language": fact.language,
+                    },
+                )
+            )
+        if isinstance(fact, PayoutRecorded):
+            self._balances[(fact.beneficiary_id, fact.currency)][2] += fact.amount
+        for pair in sorted(pairs):
+            events.extend(self._recompute_pair(pair))
+        for client in sorted(clients):
+            events.extend(self._recompute_client(client, fact))
+        return events
+
+    # indexes ------------------------------------------------------------------------
+
+    def _index(self, fact: Fact) -> tuple[set[Pair], set[str]]:
+        ix = self._facts
+        pairs: set[Pair] = set()
+        clients: set[str] = set()
+        if isinstance(fact, IntroducerRegistered):
+            ix.introducers[fact.introducer_id] = fact
+        elif isinstance(fact, IntroductionRecorded):
+            pair = (fact.adviser_id, fact.client_id)
+            ix.intros_by_pair[pair].append(fact)
+            ix.pairs_by_introducer[fact.introducer_id].add(pair)
+            pairs.add(pair)
+        elif isinstance(fact, EligibilityChanged):
+            ix.eligibility[fact.introducer_id].append(fact)
+            pairs |= ix.pairs_by_introducer.get(fact.introducer_id, set())
+        elif isinstance(fact, InvoiceIssued):
+            pair = (fact.adviser_id, fact.client_id)
+            ix.invoices[fact.invoice_id] = fact
+            ix.invoices_by_pair[pair].append(fact)
+            if pair in ix.intros_by_pair:
+                pairs.add(pair)
+        elif isinstance(fact, (CreditNoteIssued, PaymentReceived)):
+            ix.children[fact.invoice_id].append(fact)
+            invoice = ix.invoices.get(fact.invoice_id)
+            if invoice is not None and (invoice.adviser_id, invoice.client_id) in ix.intros_by_pair:
+                pairs.add((invoice.adviser_id, invoice.client_id))
+        elif isinstance(fact, PurchaseRecorded):
+            ix.purchases[fact.purchase_id] = fact
+            ix.purchases_by_client[fact.client_id].append(fact)
+            clients.add(fact.client_id)
+            clients |= self._clients_of_rebates(ix.rebates_by_purchase.get(fact.purchase_id, []))
+        elif isinstance(fact, ResaleInvoiced):
+            ix.resales[fact.purchase_id].append(fact)
+            purchase = ix.purchases.get(fact.purchase_id)
+            if purchase is not None:
+                clients.add(purchase.client_id)
+        elif isinstance(fact, RebateReceived):
+            for purchase_id in fact.purchase_ids:
+                ix.rebates_by_purchase[purchase_id].append(fact)
+            clients |= self._clients_of_rebates([fact])
+        elif isinstance(fact, RebatePassedThrough):
+            ix.pass_throughs[fact.client_id].append(fact)
+            clients.add(fact.client_id)
+        return pairs, clients
+
+    def _clients_of_rebates(self, rebates: Iterable[RebateReceived]) -> set[str]:
+        purchases = self._facts.purchases
+        return {purchases[p].client_id for r in rebates for p in r.purchase_ids if p in purchases}
+
+    # commissions --------------------------------------------------------------------
+
+    def _pair_facts(self, pair: Pair) -> list[Fact]:
+        ix = self._facts
+        facts: list[Fact] = list(ix.intros_by_pair.get(pair, []))
+        for intro in ix.intros_by_pair.get(pair, []):
+            facts.extend(ix.eligibility.get(intro.introducer_id, []))
+        for invoice in ix.invoices_by_pair.get(pair, []):
+            facts.append(invoice)
+            facts.extend(ix.children.get(invoice.invoice_id, []))
+        return facts
+
+    def _recompute_pair(self, pair: Pair) -> list[DerivedEvent]:
+        before = self._lines[pair]
+        after = {
+            (c.invoice_id, c.introduction_id): c for c in build_books(self._pair_facts(pair)).commissions
+        }
+        events: list[DerivedEvent] = []
+        for key in sorted(before.keys() | after.keys()):
+            old, new = before.get(key), after.get(key)
+            events.extend(self._line_events(key, old, new))
+        self._lines[pair] = after
+        return events
+
+    def _line_events(
+        self, key: LineKey, old: CommissionLine | None, new: CommissionLine | None
+    ) -> list[DerivedEvent]:
+        ref = f"{key[0]}/{key[1]}"
+        events: list[DerivedEvent] = []
+        if old is not None:
+            self._move_balance(old, -1)
+        if new is not None:
+            self._move_balance(new, +1)
+        if old is None and new is not None:
+            events.append(self._commission("commission.accrued", ref, new, new.amount, None))
+            if new.donor_id is not None and new.amount:
+                events.append(self._donation(ref, new, new.amount))
+        elif old is not None and new is None:
+            gone = _zeroed(old)
+            events.append(self._commission("commission.adjusted", ref, gone, -old.amount, old))
+            if old.donor_id is not None and old.amount:
+                events.append(self._donation(ref, old, -old.amount))
+        elif old is not None and new is not None:
+            moved = old.beneficiary_id != new.beneficiary_id
+            if old.amount != new.amount or moved or old.rate != new.rate:
+                events.append(self._commission("commission.adjusted", ref, new, new.amount - old.amount, old))
+                if old.donor_id is not None and old.amount and (moved or old.amount != new.amount):
+                    events.append(self._donation(ref, old, -old.amount))
+                if new.donor_id is not None and new.amount and (moved or old.amount != new.amount):
+                    events.append(self._donation(ref, new, new.amount))
+        before_payable = (
+            ZERO
+            if old is None or (new is not None and old.beneficiary_id != new.beneficiary_id)
+            else old.payable
+        )
+        if new is not None and new.payable != before_payable:
+            events.append(self._commission("commission.payable", ref, new, new.payable - before_payable, old))
+        return events
+
+    def _move_balance(self, line: CommissionLine, sign: int) -> None:
+        row = self._balances[(line.beneficiary_id, line.currency)]
+        row[0] += sign * line.amount
+        row[1] += sign * line.payable
+
+    def _balance(self, beneficiary: str, currency: str) -> dict[str, str]:
+        accrued, payable, paid = self._balances[(beneficiary, currency)]
+        return {
+            "accrued": format_amount(accrued, currency),
+            "payable": format_amount(payable, currency),
+            "paid": format_amount(paid, currency),
+            "outstanding": format_amount(payable - paid, currency),
+        }
+
+    def _commission(
+        self, kind: str, ref: str, line: CommissionLine, delta: Decimal, previous: CommissionLine | None
+    ) -> DerivedEvent:
+        data = commission_row(line)
+        data["delta"] = format_amount(delta, line.currency)
+        if previous is not None:
+            data["previous_amount"] = format_amount(previous.amount, line.currency)
+            data["previous_beneficiary_id"] = previous.beneficiary_id
+            data["previous_payable"] = format_amount(previous.payable, line.currency)
+        data["balance"] = self._balance(line.beneficiary_id, line.currency)
+        return self._event(kind, ref, data)
+
+    def _donation(self, ref: str, line: CommissionLine, amount: Decimal) -> DerivedEvent:
+        assert line.donor_id is not None
+        return self._event(
+            "donation.credited",
+            f"{ref}/{'+' if amount > 0 else '-'}",
+            {
+                "donor_id": line.donor_id,
+                "beneficiary_id": line.beneficiary_id,
+                "invoice_id": line.invoice_id,
+                "introduction_id": line.introduction_id,
+                "client_id": line.client_id,
+                "adviser_id": line.adviser_id,
+                "rate": commission_row(line)["rate"],
+                "currency": line.currency,
+                "amount": format_amount(amount, line.currency),
+            },
+        )
+
+    # rebates ------------------------------------------------------------------------
+
+    def _recompute_client(self, client: str, fact: Fact) -> list[DerivedEvent]:
+        ix = self._facts
+        facts: list[Fact] = []
+        rebates: dict[str, RebateReceived] = {}
+        for purchase in ix.purchases_by_client.get(client, []):
+            facts.append(purchase)
+            facts.extend(ix.resales.get(purchase.purchase_id, []))
+            for rebate in ix.rebates_by_purchase.get(purchase.purchase_id, []):
+                rebates[rebate.rebate_id] = rebate
+        for rebate in rebates.values():
+            facts.append(rebate)
+            facts.extend(
+                ix.purchases[p]
+                for p in rebate.purchase_ids
+                if p in ix.purchases and ix.purchases[p].client_id != client
+            )
+        facts.extend(ix.pass_throughs.get(client, []))
+        rows = {(r.client_id, r.currency): r for r in build_books(facts).rebates if r.client_id == client}
+        events: list[DerivedEvent] = []
+        for key in sorted(rows.keys() | {k for k in self._rebates if k[0] == client}):
+            old, new = self._rebates.get(key), rows.get(key)
+            old_owed = ZERO if old is None else old.owed
+            new_owed = ZERO if new is None else new.owed
+            currency = key[1]
+            if new is not None:
+                self._rebates[key] = new
+            else:
+                self._rebates.pop(key, None)
+            if new_owed != old_owed:
+                events.append(
+                    self._event(
+                        "rebate.owed",
+                        f"{client}/{currency}",
+                        {
+                            "client_id": client,
+                            "currency": currency,
+                            "owed": format_amount(new_owed, currency),
+                            "delta": format_amount(new_owed - old_owed, currency),
+                            "outstanding": format_amount(ZERO if new is None else new.outstanding, currency),
+                        },
+                    )
+                )
+        if isinstance(fact, RebatePassedThrough) and fact.client_id == client:
+            row = rows.get((client, fact.currency))
+            events.append(
+                self._event(
+                    "rebate.passed_through",
+                    fact.pass_through_id,
+                    {
+                        "pass_through_id": fact.pass_through_id,
+                        "client_id": client,
+                        "currency": fact.currency,
+                        "date": fact.date.isoformat(),
+                        "amount": format_amount(fact.amount, fact.currency),
+                        "outstanding": format_amount(ZERO if row is None else row.outstanding, fact.currency),
+                    },
+                )
+            )
+        return events
+
+    def _event(self, kind: str, ref: str, data: dict[str, Any]) -> DerivedEvent:
+        return DerivedEvent(f"{self.position}:{kind}:{ref}", kind, self.position, data)
+
+
+def _zeroed(line: CommissionLine) -> CommissionLine:
+    """A line that no longer carries a commission (its window or introduction moved)."""
+    return replace(line, base=ZERO, amount=ZERO, payable=ZERO, payable_steps=())
