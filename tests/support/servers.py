@@ -128,7 +128,6 @@ class LedgerProcess:
             "LEDGER_STORE_URL": self.store_url,
             "LEDGER_HTTP_PORT": str(self.http_port),
             "LEDGER_LOG_FORMAT": "json",
-            "LEDGER_BATCH_TIMEOUT_S": "0.02",
             "LEDGER_METRICS_POLL_S": "0.2",
             "LEDGER_RETRY_DELAY_S": "0.3",
             **self.env_extra,

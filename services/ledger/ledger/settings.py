@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
     consumer_name: str = "ledger-in-v1"
     batch_size: int = Field(default=500, ge=1, le=10_000)
-    batch_timeout_s: float = Field(default=0.05, gt=0, le=30)
+    fetch_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    ack_wait_s: float = Field(default=30.0, ge=1, le=3600)
     duplicate_window_s: float = Field(default=3600, ge=60, le=7 * 24 * 3600)
     retry_delay_s: float = Field(default=2.0, gt=0, le=300)
     graceful_timeout_s: float = Field(default=15.0, gt=0, le=600)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.application import Application
@@ -28,7 +27,7 @@ LOG_ID: UUID = uuid5(UUID("6ba7b811-9dad-11d1-80b4-00c04fd430c8"), "coop-ledger/
 class FactRecorded(DomainEvent):
     """A fact accepted into the log (``originator_version`` is its position)."""
 
-    envelope: dict[str, Any]
+    envelope_json: str
     chain_hash: str
 
 
@@ -65,13 +64,13 @@ class EventSourcedFactStore:
                 originator_id=LOG_ID,
                 originator_version=fact.position,
                 timestamp=datetime.fromisoformat(fact.recorded_at),
-                envelope=fact.envelope,
+                envelope_json=fact.envelope_json.decode("utf-8"),
                 chain_hash=fact.chain_hash,
             )
             for fact in facts
         ]
         try:
-            self.app.save(*events)
+            self.app.events.put(events)  # one transaction; skips save()'s aggregate collection
         except IntegrityError as exc:
             raise PositionConflictError(str(exc)) from exc
 
@@ -83,7 +82,10 @@ class EventSourcedFactStore:
             assert isinstance(event, FactRecorded), type(event)
             out.append(
                 StoredFact(
-                    event.originator_version, event.envelope, event.timestamp.isoformat(), event.chain_hash
+                    event.originator_version,
+                    event.envelope_json.encode("utf-8"),
+                    event.timestamp.isoformat(),
+                    event.chain_hash,
                 )
             )
         return out

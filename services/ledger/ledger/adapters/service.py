@@ -24,13 +24,14 @@ from urllib.parse import parse_qs
 
 import orjson
 import structlog
-from faststream import AckPolicy, Context
+from faststream import Context
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
-from faststream.nats import JStream, NatsBroker, PullSub
-from faststream.nats.message import NatsBatchMessage
+from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI, get_asyncapi_html
-from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -77,6 +78,7 @@ class LedgerService:
         self.broker: NatsBroker | None = None
         self.consumer_pending = 0
         self.ready_reason = "starting"
+        self._in_hand: asyncio.Future[None] | None = None
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the single store thread (eventsourcing has no async API)."""
@@ -116,27 +118,85 @@ class LedgerService:
                 await js.update_stream(config)
             except NotFoundError:
                 await js.add_stream(config)
+        subscription = await self._ensure_in_stream(js)
         self._tasks = [
+            asyncio.create_task(self._consume_loop(subscription), name="consume"),
             asyncio.create_task(self._outbox_loop(), name="outbox"),
             asyncio.create_task(self._watch_consumer(), name="consumer-watch"),
         ]
         self.ready_reason = ""
 
-    async def stop(self) -> None:
+    async def _ensure_in_stream(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
+        config = StreamConfig(
+            name="LEDGER_IN",
+            subjects=["ledger.in.>"],
+            storage=StorageType.FILE,
+            duplicate_window=self.settings.duplicate_window_s,
+            discard=DiscardPolicy.OLD,
+        )
+        try:
+            await js.stream_info("LEDGER_IN")
+            await js.update_stream(config)
+        except NotFoundError:
+            await js.add_stream(config)
+        return await js.pull_subscribe(
+            "ledger.in.>",
+            durable=self.settings.consumer_name,
+            stream="LEDGER_IN",
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=self.settings.ack_wait_s,
+                max_ack_pending=-1,
+                deliver_policy=DeliverPolicy.ALL,
+            ),
+        )
+
+    async def _consume_loop(self, subscription: JetStreamContext.PullSubscription) -> None:
+        """The hot path: fetch up to a batch (returns as soon as messages are available),
+        store it, publish refusals, ack. One batch in hand at a time."""
+        while not self._stopping.is_set():
+            try:
+                msgs = await subscription.fetch(
+                    self.settings.batch_size, timeout=self.settings.fetch_timeout_s
+                )
+            except TimeoutError:
+                continue
+            except Exception as exc:
+                if self._stopping.is_set():
+                    return
+                log.warning("fetch failed; retrying", error=str(exc))
+                await asyncio.sleep(self.settings.retry_delay_s)
+                continue
+            self._in_hand = asyncio.ensure_future(self.handle_batch(msgs))
+            await asyncio.shield(self._in_hand)
+
+    async def stop_consuming(self) -> None:
+        """First step of a graceful stop (NATS still connected): take no new batch, finish
+        and ack the batch in hand, publish what it derived."""
+        self.ready_reason = "stopping"
         self._stopping.set()
         self._wake.set()
+        if self._in_hand is not None and not self._in_hand.done():
+            log.info("finishing the batch in hand before stopping")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._in_hand), self.settings.graceful_timeout_s)
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._drain_outbox(), self.settings.graceful_timeout_s)
+
+    async def close(self) -> None:
+        """Last step of a graceful stop: release the store."""
         self._worker.shutdown(wait=True)
         self.store.close()
         log.info("ledger stopped", head_position=self.ledger.head_position, published_position=self.published)
 
     # inbound -------------------------------------------------------------------------
 
-    async def handle_batch(self, msg: NatsBatchMessage) -> None:
-        raws: list[bytes] = [m.data for m in msg.raw_message]
+    async def handle_batch(self, msgs: list[Msg]) -> None:
+        raws: list[bytes] = [m.data for m in msgs]
         batch_id = uuid.uuid4().hex[:12]
         started = time.perf_counter()
         bound = log.bind(batch_id=batch_id, batch_size=len(raws))
@@ -145,7 +205,7 @@ class LedgerService:
         except Exception as exc:
             self.metrics.store_errors.inc()
             bound.error("batch not stored; it will be redelivered", error=str(exc))
-            await msg.nack(delay=self.settings.retry_delay_s)
+            await asyncio.gather(*(m.nak(delay=self.settings.retry_delay_s) for m in msgs))
             return
         assert self.broker is not None
         for raw, outcome in zip(raws, outcomes, strict=True):
@@ -160,7 +220,7 @@ class LedgerService:
                 await self._publish_rejection(raw, outcome)
             elif outcome.status == "duplicate":
                 bound.debug("duplicate ignored", envelope_id=outcome.envelope_id, position=outcome.position)
-        await msg.ack()
+        await asyncio.gather(*(m.ack() for m in msgs))
         self.metrics.batch_size.observe(len(raws))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self._update_gauges()
@@ -368,24 +428,6 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
         name="ledger",
         logger=None,
     )
-    in_stream = JStream(
-        "LEDGER_IN",
-        subjects=["ledger.in.>"],
-        storage=StorageType.FILE,
-        duplicate_window=settings.duplicate_window_s,
-    )
-
-    @broker.subscriber(
-        "ledger.in.>",
-        stream=in_stream,
-        durable=settings.consumer_name,
-        pull_sub=PullSub(batch_size=settings.batch_size, timeout=settings.batch_timeout_s, batch=True),
-        ack_policy=AckPolicy.MANUAL,
-        title="ledger.in",
-        description="Inbound facts (CloudEvents 1.0), consumed in batches by a durable pull consumer.",
-    )
-    async def on_facts(msg: NatsBatchMessage = Context("message")) -> None:
-        await service.handle_batch(msg)
 
     async def answer(body: bytes, view: str) -> dict[str, Any]:
         try:
@@ -515,10 +557,10 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
         )
 
     async def on_shutdown() -> None:
-        service.ready_reason = "stopping"
+        await service.stop_consuming()
 
     async def after_shutdown() -> None:
-        await service.stop()
+        await service.close()
 
     app = AsgiFastStream(
         broker,

@@ -10,14 +10,24 @@ JetStream's de-duplication (``Nats-Msg-Id``) and listeners drop the copies.
 
 from __future__ import annotations
 
+from bisect import insort
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from ledger.application.report import commission_row
-from ledger.domain.books import CommissionLine, RebateLine, build_books
+from ledger.domain.books import (
+    CommissionLine,
+    IntroductionLine,
+    RebateLine,
+    build_books,
+    commission_line,
+    introduction_line,
+    pair_commission_lines,
+)
 from ledger.domain.facts import (
     CreditNoteIssued,
     EligibilityChanged,
@@ -81,12 +91,11 @@ class _Facts:
     introducers: dict[str, IntroducerRegistered] = field(default_factory=dict)
     intros_by_pair: dict[Pair, list[IntroductionRecorded]] = field(default_factory=lambda: defaultdict(list))
     pairs_by_introducer: dict[str, set[Pair]] = field(default_factory=lambda: defaultdict(set))
-    eligibility: dict[str, list[EligibilityChanged]] = field(default_factory=lambda: defaultdict(list))
+    eligibility: dict[str, list[tuple[date, bool]]] = field(default_factory=lambda: defaultdict(list))
     invoices: dict[str, InvoiceIssued] = field(default_factory=dict)
     invoices_by_pair: dict[Pair, list[InvoiceIssued]] = field(default_factory=lambda: defaultdict(list))
-    children: dict[str, list[CreditNoteIssued | PaymentReceived]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
+    credit_notes: dict[str, list[CreditNoteIssued]] = field(default_factory=lambda: defaultdict(list))
+    payments: dict[str, list[PaymentReceived]] = field(default_factory=lambda: defaultdict(list))
     purchases: dict[str, PurchaseRecorded] = field(default_factory=dict)
     purchases_by_client: dict[str, list[PurchaseRecorded]] = field(default_factory=lambda: defaultdict(list))
     resales: dict[str, list[ResaleInvoiced]] = field(default_factory=lambda: defaultdict(list))
@@ -101,6 +110,7 @@ class Deriver:
         self.position = 0
         self._facts = _Facts()
         self._lines: dict[Pair, dict[LineKey, CommissionLine]] = defaultdict(dict)
+        self._intro_lines: dict[Pair, dict[str, IntroductionLine]] = defaultdict(dict)
         self._rebates: dict[tuple[str, str], RebateLine] = {}
         # running balances per (beneficiary, currency): accrued, payable, paid
         self._balances: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
@@ -109,7 +119,7 @@ class Deriver:
         """The events caused by ``fact``, stored at ``position`` (the next one)."""
         assert position == self.position + 1, (position, self.position)
         self.position = position
-        pairs, clients = self._index(fact)
+        pairs, clients, touched = self._index(fact)
         events: list[DerivedEvent] = []
         if isinstance(fact, IntroducerRegistered):
             events.append(
@@ -129,16 +139,21 @@ class Deriver:
             self._balances[(fact.beneficiary_id, fact.currency)][2] += fact.amount
         for pair in sorted(pairs):
             events.extend(self._recompute_pair(pair))
+        if touched is not None and touched[0] not in pairs:
+            events.extend(self._recompute_invoice(*touched))
         for client in sorted(clients):
             events.extend(self._recompute_client(client, fact))
         return events
 
     # indexes ------------------------------------------------------------------------
 
-    def _index(self, fact: Fact) -> tuple[set[Pair], set[str]]:
+    def _index(self, fact: Fact) -> tuple[set[Pair], set[str], tuple[Pair, str] | None]:
+        """Index ``fact``; return the pairs to recompute whole, the clients whose rebates
+        to recompute, and the single (pair, invoice) to recompute when that is enough."""
         ix = self._facts
         pairs: set[Pair] = set()
         clients: set[str] = set()
+        touched: tuple[Pair, str] | None = None
         if isinstance(fact, IntroducerRegistered):
             ix.introducers[fact.introducer_id] = fact
         elif isinstance(fact, IntroductionRecorded):
@@ -147,19 +162,25 @@ class Deriver:
             ix.pairs_by_introducer[fact.introducer_id].add(pair)
             pairs.add(pair)
         elif isinstance(fact, EligibilityChanged):
-            ix.eligibility[fact.introducer_id].append(fact)
+            ix.eligibility[fact.introducer_id].append((fact.effective_date, fact.can_receive_commission))
             pairs |= ix.pairs_by_introducer.get(fact.introducer_id, set())
         elif isinstance(fact, InvoiceIssued):
             pair = (fact.adviser_id, fact.client_id)
             ix.invoices[fact.invoice_id] = fact
-            ix.invoices_by_pair[pair].append(fact)
+            insort(ix.invoices_by_pair[pair], fact, key=_invoice_order)
             if pair in ix.intros_by_pair:
-                pairs.add(pair)
+                if self._intro_lines_of(pair) != self._intro_lines[pair]:
+                    pairs.add(pair)  # F or L moved: every line of the pair may change
+                else:
+                    touched = (pair, fact.invoice_id)
         elif isinstance(fact, (CreditNoteIssued, PaymentReceived)):
-            ix.children[fact.invoice_id].append(fact)
+            if isinstance(fact, CreditNoteIssued):
+                ix.credit_notes[fact.invoice_id].append(fact)
+            else:
+                ix.payments[fact.invoice_id].append(fact)
             invoice = ix.invoices.get(fact.invoice_id)
             if invoice is not None and (invoice.adviser_id, invoice.client_id) in ix.intros_by_pair:
-                pairs.add((invoice.adviser_id, invoice.client_id))
+                touched = ((invoice.adviser_id, invoice.client_id), invoice.invoice_id)
         elif isinstance(fact, PurchaseRecorded):
             ix.purchases[fact.purchase_id] = fact
             ix.purchases_by_client[fact.client_id].append(fact)
@@ -177,7 +198,7 @@ class Deriver:
         elif isinstance(fact, RebatePassedThrough):
             ix.pass_throughs[fact.client_id].append(fact)
             clients.add(fact.client_id)
-        return pairs, clients
+        return pairs, clients, touched
 
     def _clients_of_rebates(self, rebates: Iterable[RebateReceived]) -> set[str]:
         purchases = self._facts.purchases
@@ -185,26 +206,58 @@ class Deriver:
 
     # commissions --------------------------------------------------------------------
 
-    def _pair_facts(self, pair: Pair) -> list[Fact]:
-        ix = self._facts
-        facts: list[Fact] = list(ix.intros_by_pair.get(pair, []))
-        for intro in ix.intros_by_pair.get(pair, []):
-            facts.extend(ix.eligibility.get(intro.introducer_id, []))
-        for invoice in ix.invoices_by_pair.get(pair, []):
-            facts.append(invoice)
-            facts.extend(ix.children.get(invoice.invoice_id, []))
-        return facts
+    def _intro_lines_of(self, pair: Pair) -> dict[str, IntroductionLine]:
+        invoices = self._facts.invoices_by_pair.get(pair, [])
+        return {
+            intro.introduction_id: introduction_line(intro, invoices)
+            for intro in self._facts.intros_by_pair.get(pair, [])
+        }
 
     def _recompute_pair(self, pair: Pair) -> list[DerivedEvent]:
+        ix = self._facts
+        intro_lines = self._intro_lines_of(pair)
+        invoices = ix.invoices_by_pair.get(pair, [])
+        after: dict[LineKey, CommissionLine] = {}
+        for intro in intro_lines.values():
+            for line in pair_commission_lines(
+                intro,
+                invoices,
+                ix.credit_notes,
+                ix.payments,
+                ix.eligibility.get(intro.introducer_id, []),
+                anomalies=[],
+            ):
+                after[(line.invoice_id, line.introduction_id)] = line
         before = self._lines[pair]
-        after = {
-            (c.invoice_id, c.introduction_id): c for c in build_books(self._pair_facts(pair)).commissions
-        }
         events: list[DerivedEvent] = []
         for key in sorted(before.keys() | after.keys()):
-            old, new = before.get(key), after.get(key)
-            events.extend(self._line_events(key, old, new))
+            events.extend(self._line_events(key, before.get(key), after.get(key)))
         self._lines[pair] = after
+        self._intro_lines[pair] = intro_lines
+        return events
+
+    def _recompute_invoice(self, pair: Pair, invoice_id: str) -> list[DerivedEvent]:
+        ix = self._facts
+        invoice = ix.invoices[invoice_id]
+        lines = self._lines[pair]
+        events: list[DerivedEvent] = []
+        for intro_id in sorted(self._intro_lines[pair]):
+            intro = self._intro_lines[pair][intro_id]
+            key = (invoice_id, intro_id)
+            new = commission_line(
+                intro,
+                invoice,
+                ix.credit_notes.get(invoice_id, ()),
+                ix.payments.get(invoice_id, ()),
+                ix.eligibility.get(intro.introducer_id, ()),
+                anomalies=[],
+            )
+            old = lines.get(key)
+            events.extend(self._line_events(key, old, new))
+            if new is None:
+                lines.pop(key, None)
+            else:
+                lines[key] = new
         return events
 
     def _line_events(
@@ -350,6 +403,10 @@ class Deriver:
 
     def _event(self, kind: str, ref: str, data: dict[str, Any]) -> DerivedEvent:
         return DerivedEvent(f"{self.position}:{kind}:{ref}", kind, self.position, data)
+
+
+def _invoice_order(invoice: InvoiceIssued) -> tuple[date, str]:
+    return (invoice.issue_date, invoice.invoice_id)
 
 
 def _zeroed(line: CommissionLine) -> CommissionLine:

@@ -60,12 +60,12 @@ class FactIndex:
     #: Facts in log order: ``by_position[p - 1]`` is the fact stored at position p.
     by_position: list[Fact] = field(default_factory=list)
 
-    def apply(self, stored: StoredFact, fact: Fact) -> None:
+    def apply(self, stored: StoredFact, envelope_id: str, fact: Fact) -> None:
         assert stored.position == self.head_position + 1, (stored.position, self.head_position)
         assert fact.key not in self.facts, fact.key
         self.head_position = stored.position
         self.head_hash = stored.chain_hash
-        self.envelope_ids[stored.envelope["id"]] = stored.position
+        self.envelope_ids[envelope_id] = stored.position
         self.facts[fact.key] = (stored.position, fact)
         self.by_position.append(fact)
 
@@ -97,7 +97,8 @@ class Ledger:
             if not page:
                 return count
             for stored in page:
-                self.index.apply(stored, fact_from_envelope(stored.envelope))
+                envelope = stored.envelope
+                self.index.apply(stored, envelope["id"], fact_from_envelope(envelope))
             count += len(page)
             if progress is not None:
                 progress(len(page))
@@ -119,20 +120,20 @@ class Ledger:
             if not new:
                 return outcomes
             try:
-                self._store.append([stored for stored, _ in new])
+                self._store.append([stored for stored, _, _ in new])
             except PositionConflictError:
                 self.catch_up()
                 continue
-            for stored, fact in new:
-                self.index.apply(stored, fact)
+            for stored, envelope_id, fact in new:
+                self.index.apply(stored, envelope_id, fact)
             return outcomes
         raise RuntimeError(f"could not append after {MAX_APPEND_ATTEMPTS} attempts (write contention)")
 
     def _decide(
         self, parsed: Sequence[tuple[dict[str, Any], Fact] | Refusal]
-    ) -> tuple[list[Outcome], list[tuple[StoredFact, Fact]]]:
+    ) -> tuple[list[Outcome], list[tuple[StoredFact, str, Fact]]]:
         outcomes: list[Outcome] = []
-        new: list[tuple[StoredFact, Fact]] = []
+        new: list[tuple[StoredFact, str, Fact]] = []
         batch_ids: dict[str, int] = {}
         batch_keys: dict[FactKey, tuple[int, Fact]] = {}
         position = self.index.head_position
@@ -188,11 +189,11 @@ class Ledger:
                 continue
             position += 1
             body = canonical_json(envelope)
-            stored = StoredFact(position, envelope, recorded_at, chain_hash(prev_hash, position, body))
+            stored = StoredFact(position, body, recorded_at, chain_hash(prev_hash, position, body))
             prev_hash = stored.chain_hash
             batch_ids[envelope_id] = position
             batch_keys[fact.key] = (position, fact)
-            new.append((stored, fact))
+            new.append((stored, envelope_id, fact))
             outcomes.append(Outcome("accepted", envelope_id, kind, position))
         return outcomes, new
 

@@ -6,18 +6,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 __all__ = ["FactStore", "PositionConflictError", "StoredFact"]
 
 
 @dataclass(frozen=True, slots=True)
 class StoredFact:
-    """One accepted fact as the log keeps it: its position (1, 2, ...), the envelope as
-    accepted, when it was recorded (metadata, outside the hash) and its chain hash."""
+    """One accepted fact as the log keeps it: its position (1, 2, ...), the canonical JSON
+    of the envelope as accepted (what the chain hash covers), when it was recorded
+    (metadata, outside the hash) and its chain hash."""
 
     position: int
-    envelope: dict[str, Any]
+    envelope_json: bytes
     recorded_at: str
     chain_hash: str
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        document: dict[str, Any] = orjson.loads(self.envelope_json)
+        return document
 
 
 class PositionConflictError(Exception):

@@ -8,8 +8,9 @@ recompute everything it touches (rule R4).
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -57,6 +58,9 @@ __all__ = [
     "RebateLine",
     "RebateShareLine",
     "build_books",
+    "commission_line",
+    "introduction_line",
+    "pair_commission_lines",
 ]
 
 ZERO = Decimal(0)
@@ -273,12 +277,24 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
     anomalies: list[Anomaly] = []
     postings: list[Posting] = []
 
-    introductions = [_introduction_line(intro, ix) for intro in ix.introductions]
+    introductions = [
+        introduction_line(intro, ix.by_pair.get((intro.adviser_id, intro.client_id), []))
+        for intro in ix.introductions
+    ]
     introductions.sort(key=lambda line: line.introduction_id)
 
     commissions: list[CommissionLine] = []
     for intro in introductions:
-        commissions.extend(_commission_lines(intro, ix, anomalies))
+        commissions.extend(
+            pair_commission_lines(
+                intro,
+                ix.by_pair.get((intro.adviser_id, intro.client_id), []),
+                ix.credit_notes,
+                ix.payments,
+                ix.eligibility.get(intro.introducer_id, []),
+                anomalies=anomalies,
+            )
+        )
     commissions.sort(key=lambda c: (c.invoice_id, c.introduction_id))
     _check_orphans(ix, anomalies)
 
@@ -308,7 +324,7 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
     postings.extend(_rebate_postings(margins, shares, ix.pass_throughs))
 
     postings.sort(key=lambda p: (p.date, p.kind, p.ref))
-    anomalies.sort(key=lambda a: (a.kind, a.fact_id))
+    anomalies = sorted(set(anomalies), key=lambda a: (a.kind, a.fact_id, a.message))
     return Books(
         as_of=as_of,
         introducers=tuple(sorted(ix.introducers.values(), key=lambda i: i.introducer_id)),
@@ -328,15 +344,19 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
 # Introductions and commissions (R1-R5) ----------------------------------------------
 
 
-def _introduction_line(intro: IntroductionRecorded, ix: _Index) -> IntroductionLine:
-    invoices = ix.by_pair.get((intro.adviser_id, intro.client_id), [])
-    last_before = max((inv.issue_date for inv in invoices if inv.issue_date < intro.date), default=None)
+def introduction_line(
+    intro: IntroductionRecorded, pair_invoices: Sequence[InvoiceIssued]
+) -> IntroductionLine:
+    """R1-R3 for one introduction, given every invoice of its adviser/client pair sorted by
+    (issue date, invoice id): L, the charter rule, the terms, F and the dated windows."""
+    split = bisect_left(pair_invoices, intro.date, key=_issue_date)
+    last_before = pair_invoices[split - 1].issue_date if split > 0 else None
     if intro.prior_last_invoice_date is not None:
         last_before = max(filter(None, (last_before, intro.prior_last_invoice_date)))
     rule = charter_rule(intro.date, last_before)
     required = charter_terms(rule)
     terms = intro.terms if intro.terms is not None else required
-    first = next((inv.issue_date for inv in invoices if inv.issue_date >= intro.date), None)
+    first = pair_invoices[split].issue_date if split < len(pair_invoices) else None
     windows = schedule_windows(first, terms) if first is not None else ()
     return IntroductionLine(
         introduction_id=intro.introduction_id,
@@ -356,72 +376,113 @@ def _introduction_line(intro: IntroductionRecorded, ix: _Index) -> IntroductionL
     )
 
 
-def _commission_lines(intro: IntroductionLine, ix: _Index, anomalies: list[Anomaly]) -> list[CommissionLine]:
+def _issue_date(invoice: InvoiceIssued) -> dt.date:
+    return invoice.issue_date
+
+
+def commission_line(
+    intro: IntroductionLine,
+    invoice: InvoiceIssued,
+    credit_notes: Iterable[CreditNoteIssued],
+    payments: Iterable[PaymentReceived],
+    eligibility: Iterable[tuple[dt.date, bool]],
+    *,
+    anomalies: list[Anomaly],
+) -> CommissionLine | None:
+    """R4-R5: the commission ``intro`` carries on ``invoice`` (None when the invoice is
+    outside its windows), with its credit notes, payments and the introducer's eligibility."""
+    if invoice.issue_date < intro.date:
+        return None
+    window = window_for(invoice.issue_date, intro.windows)
+    if window is None:
+        return None
+    credited_net = credited_tax = ZERO
+    for note in credit_notes:
+        if _fits(note.net_amount, invoice.currency, note.credit_note_id, anomalies) and _fits(
+            note.tax_amount, invoice.currency, note.credit_note_id, anomalies
+        ):
+            credited_net += note.net_amount
+            credited_tax += note.tax_amount
+    base = invoice.net_amount - credited_net
+    gross = base + invoice.tax_amount - credited_tax
+    if base < 0:
+        anomalies.append(
+            Anomaly(
+                "over_credited",
+                invoice.invoice_id,
+                f"credit notes ({credited_net}) exceed the invoice's net amount "
+                f"({invoice.net_amount}); base counted as 0",
+            )
+        )
+        base = ZERO
+    gross = max(gross, ZERO)
+    amount = commission_amount(base, window.rate, invoice.currency)
+    counted = sorted(
+        (p for p in payments if _fits(p.amount, invoice.currency, p.payment_id, anomalies)),
+        key=lambda p: (p.date, p.payment_id),
+    )
+    steps: list[tuple[dt.date, str, Decimal]] = []
+    paid = ZERO
+    made_payable = ZERO
+    for payment in counted:
+        paid += payment.amount
+        now_payable = payable_amount(amount, gross, paid, invoice.currency)
+        if now_payable != made_payable:
+            steps.append((payment.date, payment.payment_id, now_payable - made_payable))
+            made_payable = now_payable
+    eligible = is_eligible(eligibility, invoice.issue_date)
+    return CommissionLine(
+        invoice_id=invoice.invoice_id,
+        introduction_id=intro.introduction_id,
+        introducer_id=intro.introducer_id,
+        adviser_id=intro.adviser_id,
+        client_id=intro.client_id,
+        beneficiary_id=intro.introducer_id if eligible else COOPERATIVE,
+        rule=intro.rule,
+        year=window.year,
+        rate=window.rate,
+        window_start=window.start,
+        window_end=window.end,
+        invoice_date=invoice.issue_date,
+        invoice_net=invoice.net_amount,
+        credited_net=credited_net,
+        base=base,
+        amount=amount,
+        gross=gross,
+        paid=paid,
+        payable=made_payable,
+        currency=invoice.currency,
+        payable_steps=tuple(steps),
+    )
+
+
+def pair_commission_lines(
+    intro: IntroductionLine,
+    pair_invoices: Sequence[InvoiceIssued],
+    credit_notes: Mapping[str, Sequence[CreditNoteIssued]],
+    payments: Mapping[str, Sequence[PaymentReceived]],
+    eligibility: Sequence[tuple[dt.date, bool]],
+    *,
+    anomalies: list[Anomaly],
+) -> list[CommissionLine]:
+    """Every commission line of one introduction over its pair's sorted invoices."""
+    if not intro.windows:
+        return []
+    last_end = intro.windows[-1].end
     lines: list[CommissionLine] = []
-    for invoice in ix.by_pair.get((intro.adviser_id, intro.client_id), []):
-        if invoice.issue_date < intro.date:
-            continue
-        window = window_for(invoice.issue_date, intro.windows)
-        if window is None:
-            continue
-        credited_net, credited_tax = _credited(invoice, ix, anomalies)
-        base = invoice.net_amount - credited_net
-        gross = base + invoice.tax_amount - credited_tax
-        if base < 0:
-            anomalies.append(
-                Anomaly(
-                    "over_credited",
-                    invoice.invoice_id,
-                    f"credit notes ({credited_net}) exceed the invoice's net amount "
-                    f"({invoice.net_amount}); base counted as 0",
-                )
-            )
-            base = ZERO
-        gross = max(gross, ZERO)
-        amount = commission_amount(base, window.rate, invoice.currency)
-        payments = sorted(
-            (
-                p
-                for p in ix.payments.get(invoice.invoice_id, [])
-                if _fits(p.amount, invoice.currency, p.payment_id, anomalies)
-            ),
-            key=lambda p: (p.date, p.payment_id),
+    for invoice in pair_invoices[bisect_left(pair_invoices, intro.windows[0].start, key=_issue_date) :]:
+        if invoice.issue_date >= last_end:
+            break
+        line = commission_line(
+            intro,
+            invoice,
+            credit_notes.get(invoice.invoice_id, ()),
+            payments.get(invoice.invoice_id, ()),
+            eligibility,
+            anomalies=anomalies,
         )
-        steps: list[tuple[dt.date, str, Decimal]] = []
-        paid = ZERO
-        made_payable = ZERO
-        for payment in payments:
-            paid += payment.amount
-            now_payable = payable_amount(amount, gross, paid, invoice.currency)
-            if now_payable != made_payable:
-                steps.append((payment.date, payment.payment_id, now_payable - made_payable))
-                made_payable = now_payable
-        eligible = is_eligible(ix.eligibility.get(intro.introducer_id, ()), invoice.issue_date)
-        lines.append(
-            CommissionLine(
-                invoice_id=invoice.invoice_id,
-                introduction_id=intro.introduction_id,
-                introducer_id=intro.introducer_id,
-                adviser_id=intro.adviser_id,
-                client_id=intro.client_id,
-                beneficiary_id=intro.introducer_id if eligible else COOPERATIVE,
-                rule=intro.rule,
-                year=window.year,
-                rate=window.rate,
-                window_start=window.start,
-                window_end=window.end,
-                invoice_date=invoice.issue_date,
-                invoice_net=invoice.net_amount,
-                credited_net=credited_net,
-                base=base,
-                amount=amount,
-                gross=gross,
-                paid=paid,
-                payable=made_payable,
-                currency=invoice.currency,
-                payable_steps=tuple(steps),
-            )
-        )
+        if line is not None:
+            lines.append(line)
     return lines
 
 
@@ -436,17 +497,6 @@ def _fits(amount: Decimal, currency: str, fact_id: str, anomalies: list[Anomaly]
         )
     )
     return False
-
-
-def _credited(invoice: InvoiceIssued, ix: _Index, anomalies: list[Anomaly]) -> tuple[Decimal, Decimal]:
-    net = tax = ZERO
-    for note in ix.credit_notes.get(invoice.invoice_id, []):
-        if _fits(note.net_amount, invoice.currency, note.credit_note_id, anomalies) and _fits(
-            note.tax_amount, invoice.currency, note.credit_note_id, []
-        ):
-            net += note.net_amount
-            tax += note.tax_amount
-    return net, tax
 
 
 def _check_orphans(ix: _Index, anomalies: list[Anomaly]) -> None:
