@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     consumer_name: str = "ledger-in-v1"
     batch_size: int = Field(default=500, ge=1, le=10_000)
     fetch_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    publish_timeout_s: float = Field(default=10.0, gt=0, le=300)
     ack_wait_s: float = Field(default=30.0, ge=1, le=3600)
     duplicate_window_s: float = Field(default=3600, ge=60, le=7 * 24 * 3600)
     retry_delay_s: float = Field(default=2.0, gt=0, le=300)

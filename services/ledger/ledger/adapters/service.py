@@ -37,6 +37,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ledger.adapters.eventstore import EventSourcedFactStore
+from ledger.adapters.jetstream import PipelinedPublisher
 from ledger.adapters.metrics import LedgerMetrics
 from ledger.application.derive import DerivedEvent, Deriver
 from ledger.application.ledger import Ledger, Outcome
@@ -49,7 +50,6 @@ __all__ = ["LedgerService", "build_app"]
 T = TypeVar("T")
 OUTBOX = "ledger-outbox-v1"
 OUT_BATCH_POSITIONS = 500
-PUBLISH_WINDOW = 256
 MAX_QUERY_BYTES = 4096
 
 log = structlog.get_logger("ledger.service")
@@ -79,6 +79,7 @@ class LedgerService:
         self.consumer_pending = 0
         self.ready_reason = "starting"
         self._in_hand: asyncio.Future[None] | None = None
+        self.publisher: PipelinedPublisher | None = None
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the single store thread (eventsourcing has no async API)."""
@@ -119,6 +120,8 @@ class LedgerService:
             except NotFoundError:
                 await js.add_stream(config)
         subscription = await self._ensure_in_stream(js)
+        self.publisher = PipelinedPublisher(broker.config.connection_state.connection)
+        await self.publisher.start()
         self._tasks = [
             asyncio.create_task(self._consume_loop(subscription), name="consume"),
             asyncio.create_task(self._outbox_loop(), name="outbox"),
@@ -220,7 +223,8 @@ class LedgerService:
                 await self._publish_rejection(raw, outcome)
             elif outcome.status == "duplicate":
                 bound.debug("duplicate ignored", envelope_id=outcome.envelope_id, position=outcome.position)
-        await asyncio.gather(*(m.ack() for m in msgs))
+        for m in msgs:
+            await m.ack()
         self.metrics.batch_size.observe(len(raws))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self._update_gauges()
@@ -287,25 +291,20 @@ class LedgerService:
             self._update_gauges()
 
     async def _publish_events(self, events: list[DerivedEvent]) -> None:
-        assert self.broker is not None
-        js = self.broker.config.connection_state.stream
-        for start in range(0, len(events), PUBLISH_WINDOW):
-            chunk = events[start : start + PUBLISH_WINDOW]
-            await asyncio.gather(
-                *(
-                    js.publish(e.subject, _cloudevent(e), headers={"Nats-Msg-Id": e.id}, stream="LEDGER_OUT")
-                    for e in chunk
-                )
-            )
-            for e in chunk:
-                self.metrics.derived_published.labels(e.kind).inc()
-                delta = e.minor_delta()
-                if delta is not None:
-                    currency, minor = delta
-                    if minor > 0:
-                        self.metrics.commission_accrued_minor.labels(currency).inc(minor)
-                    elif minor < 0:
-                        self.metrics.commission_reversed_minor.labels(currency).inc(-minor)
+        assert self.publisher is not None
+        await self.publisher.publish(
+            [(e.subject, _cloudevent(e), {"Nats-Msg-Id": e.id}) for e in events],
+            self.settings.publish_timeout_s,
+        )
+        for e in events:
+            self.metrics.derived_published.labels(e.kind).inc()
+            delta = e.minor_delta()
+            if delta is not None:
+                currency, minor = delta
+                if minor > 0:
+                    self.metrics.commission_accrued_minor.labels(currency).inc(minor)
+                elif minor < 0:
+                    self.metrics.commission_reversed_minor.labels(currency).inc(-minor)
 
     async def _watch_consumer(self) -> None:
         while not self._stopping.is_set():

@@ -9,6 +9,7 @@ Schema files in ``schemas/`` (see :mod:`ledger.application.schemas`).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
@@ -516,12 +517,14 @@ class Envelope(BaseModel):
         return self
 
 
-class ParsedFact(BaseModel):
+@dataclass(frozen=True, slots=True)
+class ParsedFact:
     """An accepted envelope and the fact it carries."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
     envelope: Envelope
-    fact: Any
+    fact: f.Fact
+    #: The envelope exactly as received (JSON values), what the log stores.
+    document: dict[str, Any]
 
 
 _OUR_CODES = {
@@ -591,7 +594,7 @@ def parse_envelope(raw: bytes | str) -> ParsedFact:
     except ValidationError as exc:
         reason, message = _reason(exc)
         raise Refusal(reason, message, envelope.id) from None
-    return ParsedFact(envelope=envelope, fact=data.to_fact())
+    return ParsedFact(envelope=envelope, fact=data.to_fact(), document=doc)
 
 
 def fact_to_data(fact: f.Fact) -> dict[str, Any]:

@@ -169,7 +169,7 @@ class Deriver:
             ix.invoices[fact.invoice_id] = fact
             insort(ix.invoices_by_pair[pair], fact, key=_invoice_order)
             if pair in ix.intros_by_pair:
-                if self._intro_lines_of(pair) != self._intro_lines[pair]:
+                if self._moves_f_or_l(pair, fact):
                     pairs.add(pair)  # F or L moved: every line of the pair may change
                 else:
                     touched = (pair, fact.invoice_id)
@@ -205,6 +205,18 @@ class Deriver:
         return {purchases[p].client_id for r in rebates for p in r.purchase_ids if p in purchases}
 
     # commissions --------------------------------------------------------------------
+
+    def _moves_f_or_l(self, pair: Pair, invoice: InvoiceIssued) -> bool:
+        """Does ``invoice`` change F (first invoice on/after D) or L (last before D) of an
+        introduction of ``pair``? If not, only its own commission lines are new."""
+        day = invoice.issue_date
+        for intro in self._intro_lines[pair].values():
+            if day >= intro.date:
+                if intro.first_invoice_date is None or day <= intro.first_invoice_date:
+                    return True
+            elif intro.last_invoice_before is None or day >= intro.last_invoice_before:
+                return True
+        return False
 
     def _intro_lines_of(self, pair: Pair) -> dict[str, IntroductionLine]:
         invoices = self._facts.invoices_by_pair.get(pair, [])

@@ -112,7 +112,7 @@ class Ledger:
         for raw in messages:
             try:
                 p = parse_envelope(raw)
-                parsed.append((p.envelope.model_dump(mode="json", exclude_none=True), p.fact))
+                parsed.append((p.document, p.fact))
             except Refusal as refusal:
                 parsed.append(refusal)
         for _ in range(MAX_APPEND_ATTEMPTS):
