@@ -9,6 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 
 from ledger.application.derive import DerivedEvent, Deriver
+from ledger.application.outbound import OUTBOUND_MODELS
 from ledger.application.report import render_report
 from ledger.bootstrap import build_ephemeral_ledger
 from tests.conftest import EXAMPLE_NAMES, EXAMPLES
@@ -94,3 +95,12 @@ def test_derivation_is_deterministic() -> None:
     first, _ = derive_all(raw)
     second, _ = derive_all(raw)
     assert first == second
+
+
+@settings(max_examples=100, deadline=None)
+@given(history=histories())
+def test_every_derived_event_matches_its_outbound_model(history: list[dict[str, Any]]) -> None:
+    """Derived events' data validate strictly against the published outbound models."""
+    events, _ = derive_all(lines(history))
+    for event in events:
+        OUTBOUND_MODELS[event.kind].model_validate(event.data)

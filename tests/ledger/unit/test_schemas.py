@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from ledger.adapters.asyncapi import all_schema_files
 from ledger.application.contract import INBOUND_TYPES
-from ledger.application.schemas import generate_schemas, render_schema
+from ledger.application.schemas import render_schema
 from tests.conftest import ROOT
 
 
@@ -15,7 +16,7 @@ def test_schemas_folder_matches_the_models() -> None:
     """Every generated schema file exists in schemas/ with exactly the generated text."""
     stale = [
         name
-        for name, schema in generate_schemas().items()
+        for name, schema in all_schema_files().items()
         if not (ROOT / "schemas" / name).is_file()
         or (ROOT / "schemas" / name).read_text(encoding="utf-8") != render_schema(schema)
     ]
@@ -29,3 +30,16 @@ def test_every_inbound_type_has_a_schema_that_fixes_its_type(type_name: str) -> 
     assert schema["properties"]["type"]["const"] == type_name
     assert schema["properties"]["data"]["additionalProperties"] is False
     assert "data" in schema["required"]
+
+
+def test_asyncapi_document_lists_every_subject() -> None:
+    """schemas/asyncapi.json names inbound, derived, rejected and query subjects."""
+    doc = json.loads((ROOT / "schemas" / "asyncapi.json").read_text())
+    channels = set(doc["channels"])
+    assert {
+        "ledger.in.invoice.issued",
+        "ledger.out.commission.accrued",
+        "ledger.rejected",
+        "ledger.query.report",
+    } <= channels
+    assert len([c for c in channels if c.startswith("ledger.in.")]) == len(INBOUND_TYPES)

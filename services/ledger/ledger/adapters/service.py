@@ -36,11 +36,13 @@ from nats.js.errors import NotFoundError
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ledger.adapters.asyncapi import complete_asyncapi
 from ledger.adapters.eventstore import EventSourcedFactStore
 from ledger.adapters.jetstream import PipelinedPublisher
 from ledger.adapters.metrics import LedgerMetrics
 from ledger.application.derive import DerivedEvent, Deriver
 from ledger.application.ledger import Ledger, Outcome
+from ledger.application.outbound import OUTBOUND_MODELS
 from ledger.application.report import render_report
 from ledger.application.views import client_view, introducer_view
 from ledger.settings import Settings
@@ -463,20 +465,13 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
     async def query_client(msg: Any = Context("message")) -> dict[str, Any]:
         return await answer(msg.body, "client")
 
-    for kind in (
-        "introducer.registered",
-        "commission.accrued",
-        "commission.adjusted",
-        "commission.payable",
-        "donation.credited",
-        "rebate.owed",
-        "rebate.passed_through",
-    ):
+    for kind, model in OUTBOUND_MODELS.items():
         broker.publisher(
             f"ledger.out.{kind}",
             stream="LEDGER_OUT",
             title=f"ledger.out.{kind}",
-            description=f"Derived event coop.ledger.out.{kind}.v1 (CloudEvents).",
+            schema=model,
+            description=f"Derived event coop.ledger.out.{kind}.v1 (CloudEvents; data as this schema).",
         )
     broker.publisher(
         "ledger.rejected",
@@ -527,7 +522,7 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
 
     @get
     async def asyncapi_json(scope: Scope) -> AsgiResponse:
-        return _json(specification.to_specification().to_jsonable())
+        return _json(complete_asyncapi(specification.to_specification().to_jsonable()))
 
     @get
     async def asyncapi_html(scope: Scope) -> AsgiResponse:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from ledger.application.contract import INBOUND_TYPES, Envelope
+from ledger.application.outbound import OUTBOUND_MODELS, OutboundEnvelope
 
 __all__ = ["generate_schemas", "render_schema"]
 
@@ -36,6 +37,16 @@ def generate_schemas() -> dict[str, dict[str, Any]]:
     files["envelope.json"] = envelope
     for type_name, model in sorted(INBOUND_TYPES.items()):
         files[f"inbound/{type_name}.json"] = _envelope_for(type_name, model.model_json_schema())
+    for kind, out_model in sorted(OUTBOUND_MODELS.items()):
+        schema = copy.deepcopy(OutboundEnvelope.model_json_schema())
+        data = out_model.model_json_schema()
+        schema.setdefault("$defs", {}).update(data.pop("$defs", {}))
+        schema["properties"]["type"] = {"const": f"coop.ledger.out.{kind}.v1", "type": "string"}
+        schema["properties"]["data"] = data
+        schema["title"] = f"coop.ledger.out.{kind}.v1"
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"{_BASE}outbound/coop.ledger.out.{kind}.v1.json"
+        files[f"outbound/coop.ledger.out.{kind}.v1.json"] = schema
     return files
 
 

@@ -17,7 +17,7 @@ from ledger.adapters.jsonl import read_lines
 from ledger.adapters.tables import print_report_tables
 from ledger.application.replay import ReplayResult, submit_lines
 from ledger.application.report import render_report
-from ledger.application.schemas import generate_schemas, render_schema
+from ledger.application.schemas import render_schema
 from ledger.bootstrap import build_ephemeral_ledger, build_ledger
 from ledger.settings import Settings
 
@@ -174,7 +174,9 @@ def schemas(
 ) -> None:
     """Generate (or check) the JSON Schema files of the contract from the models."""
     stale = []
-    for name, schema in generate_schemas().items():
+    from ledger.adapters.asyncapi import all_schema_files
+
+    for name, schema in all_schema_files().items():
         target = out / name
         text = render_schema(schema)
         if check:
