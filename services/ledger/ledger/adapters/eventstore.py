@@ -16,7 +16,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from ledger.application.ports import PositionConflictError, StoredFact
+from ledger.application.ports import IntegrityCheckError, PositionConflictError, StoredFact
 
 __all__ = ["LOG_ID", "EventSourcedFactStore", "FactRecorded"]
 
@@ -29,6 +29,7 @@ class FactRecorded(DomainEvent):
 
     envelope_json: str
     chain_hash: str
+    fact_digest: str
 
 
 class FactLogApplication(Application[UUID]):
@@ -66,6 +67,7 @@ class EventSourcedFactStore:
                 timestamp=datetime.fromisoformat(fact.recorded_at),
                 envelope_json=fact.envelope_json.decode("utf-8"),
                 chain_hash=fact.chain_hash,
+                fact_digest=fact.fact_digest,
             )
             for fact in facts
         ]
@@ -75,19 +77,36 @@ class EventSourcedFactStore:
             raise PositionConflictError(str(exc)) from exc
 
     def read(self, after: int, limit: int) -> Sequence[StoredFact]:
-        stored = self.app.recorder.select_events(LOG_ID, gt=after, limit=limit)
         out = []
-        for record in stored:
-            event = self.app.mapper.to_domain_event(record)
-            assert isinstance(event, FactRecorded), type(event)
-            out.append(
-                StoredFact(
-                    event.originator_version,
-                    event.envelope_json.encode("utf-8"),
-                    event.timestamp.isoformat(),
-                    event.chain_hash,
+        for position, record in self.read_raw(after, limit):
+            if isinstance(record, str):
+                raise IntegrityCheckError(
+                    f"stored fact {position} cannot be read ({record}); run `ledger audit verify`"
                 )
-            )
+            out.append(record)
+        return out
+
+    def read_raw(self, after: int, limit: int) -> Sequence[tuple[int, StoredFact | str]]:
+        out: list[tuple[int, StoredFact | str]] = []
+        for record in self.app.recorder.select_events(LOG_ID, gt=after, limit=limit):
+            try:
+                event = self.app.mapper.to_domain_event(record)
+                if not isinstance(event, FactRecorded):
+                    raise TypeError(f"unexpected event type {record.topic}")
+                out.append(
+                    (
+                        record.originator_version,
+                        StoredFact(
+                            event.originator_version,
+                            event.envelope_json.encode("utf-8"),
+                            event.timestamp.isoformat(),
+                            event.chain_hash,
+                            event.fact_digest,
+                        ),
+                    )
+                )
+            except Exception as exc:  # an altered row: the audit reports it, never crashes on it
+                out.append((record.originator_version, f"{type(exc).__name__}: {exc}"[:300]))
         return out
 
     def close(self) -> None:

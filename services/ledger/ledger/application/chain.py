@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["GENESIS", "canonical_json", "chain_hash"]
+__all__ = ["GENESIS", "canonical_json", "chain_hash", "fact_digest"]
 
 GENESIS = "0" * 64
 _TAG = b"coop-ledger/chain/v1\x00"
@@ -39,3 +39,8 @@ def chain_hash(prev_hash: str, position: int, fact_json: bytes) -> str:
     digest.update(struct.pack(">Q", len(fact_json)))
     digest.update(fact_json)
     return digest.hexdigest()
+
+
+def fact_digest(fact_json: bytes) -> str:
+    """SHA-256 of a fact's canonical bytes alone: tells an altered fact from a broken link."""
+    return hashlib.sha256(fact_json).hexdigest()

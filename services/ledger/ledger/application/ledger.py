@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
-from ledger.application.chain import GENESIS, canonical_json, chain_hash
+from ledger.application.chain import GENESIS, canonical_json, chain_hash, fact_digest
 from ledger.application.contract import INBOUND_TYPES, Refusal, parse_envelope
-from ledger.application.ports import FactStore, PositionConflictError, StoredFact
+from ledger.application.ports import FactStore, IntegrityCheckError, PositionConflictError, StoredFact
 from ledger.domain.books import Books, build_books
 from ledger.domain.facts import Fact, FactKey
 
@@ -97,11 +97,25 @@ class Ledger:
             if not page:
                 return count
             for stored in page:
+                self._check_link(stored)
                 envelope = stored.envelope
                 self.index.apply(stored, envelope["id"], fact_from_envelope(envelope))
             count += len(page)
             if progress is not None:
                 progress(len(page))
+
+    def _check_link(self, stored: StoredFact) -> None:
+        """Refuse to build on a log whose chain does not verify (cheap: one SHA-256)."""
+        expected_position = self.index.head_position + 1
+        if stored.position != expected_position:
+            raise IntegrityCheckError(
+                f"fact {expected_position} is missing (next stored is {stored.position}); "
+                "run `ledger audit verify`"
+            )
+        if stored.chain_hash != chain_hash(self.index.head_hash, stored.position, stored.envelope_json):
+            raise IntegrityCheckError(
+                f"the hash chain breaks at position {stored.position}; run `ledger audit verify`"
+            )
 
     def submit(self, messages: Sequence[bytes | str]) -> list[Outcome]:
         """Validate, de-duplicate and store ``messages`` (one transaction) and return one
@@ -189,7 +203,9 @@ class Ledger:
                 continue
             position += 1
             body = canonical_json(envelope)
-            stored = StoredFact(position, body, recorded_at, chain_hash(prev_hash, position, body))
+            stored = StoredFact(
+                position, body, recorded_at, chain_hash(prev_hash, position, body), fact_digest(body)
+            )
             prev_hash = stored.chain_hash
             batch_ids[envelope_id] = position
             batch_keys[fact.key] = (position, fact)

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import orjson
 
-__all__ = ["FactStore", "PositionConflictError", "StoredFact"]
+__all__ = ["FactStore", "IntegrityCheckError", "PositionConflictError", "StoredFact"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,7 @@ class StoredFact:
     envelope_json: bytes
     recorded_at: str
     chain_hash: str
+    fact_digest: str
 
     @property
     def envelope(self) -> dict[str, Any]:
@@ -32,6 +33,10 @@ class PositionConflictError(Exception):
     """Another writer appended at the same position first: catch up and retry."""
 
 
+class IntegrityCheckError(Exception):
+    """The stored log does not verify (altered, missing or re-ordered facts)."""
+
+
 class FactStore(Protocol):
     """The append-only log of accepted facts."""
 
@@ -41,6 +46,10 @@ class FactStore(Protocol):
 
     def read(self, after: int, limit: int) -> Sequence[StoredFact]:
         """Up to ``limit`` facts with positions greater than ``after``, in order."""
+
+    def read_raw(self, after: int, limit: int) -> Sequence[tuple[int, StoredFact | str]]:
+        """Like :meth:`read`, but a record that cannot be decoded is returned as
+        (position, reason) instead of raising: for the audit."""
 
     def close(self) -> None:
         """Release connections."""

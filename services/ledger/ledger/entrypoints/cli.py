@@ -234,6 +234,113 @@ def publish(
         raise typer.Exit(1)
 
 
+audit_app = typer.Typer(name="audit", help="Verify the stored history.", no_args_is_help=True)
+app.add_typer(audit_app)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    against: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--against",
+            help="A checkpoint obtained earlier: POSITION:HASH, or a JSON file with position and hash.",
+        ),
+    ] = None,
+    projections: Annotated[bool, typer.Option(help="Also replay the projections and compare them.")] = True,
+    fmt: Annotated[Format | None, typer.Option("--format", help="json or table (text).")] = None,
+) -> None:
+    """Walk the whole log, recompute the hash chain, replay the projections: exit 0 when all
+    holds, 1 with every fault's position and kind otherwise."""
+    import time
+
+    from ledger.adapters.eventstore import EventSourcedFactStore
+    from ledger.application.audit import Fault, check_checkpoint, compare_projections, walk_chain
+    from ledger.bootstrap import build_store
+
+    settings = _settings()
+    checkpoints = [_checkpoint(text) for text in against or []]
+    store: EventSourcedFactStore = build_store(settings)
+    started = time.perf_counter()
+
+    def records() -> Any:
+        after = 0
+        while True:
+            page = store.read_raw(after, 5_000)
+            if not page:
+                return
+            yield from page
+            after = page[-1][0]
+
+    with Progress(
+        TextColumn("verifying"),
+        MofNCompleteColumn(),
+        TextColumn("facts"),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("verify", total=None)
+
+        def tick(n: int) -> None:
+            progress.update(task, completed=n)
+            if not err.is_terminal and n % 100_000 == 0:
+                err.print(f"verify: {n} facts walked")
+
+        walk = walk_chain(
+            records(), keep_facts=projections, watch=[c.position for c in checkpoints], progress=tick
+        )
+    walked = time.perf_counter()
+    faults = list(walk.faults)
+    for checkpoint in checkpoints:
+        faults.extend(check_checkpoint(walk, checkpoint))
+    published = store.published_position("ledger-outbox-v1")
+    if published > walk.head_position:
+        faults.append(
+            Fault(
+                walk.head_position + 1,
+                "fact_missing",
+                f"derived events were published up to {published}, the log ends at {walk.head_position}",
+            )
+        )
+    if projections and walk.fault_count == 0:
+        faults.extend(compare_projections(walk.valid_facts))
+    finished = time.perf_counter()
+    store.close()
+    summary = {
+        "ok": not faults,
+        "facts": walk.facts,
+        "head": {"position": walk.head_position, "hash": walk.head_hash},
+        "published_position": published,
+        "checkpoints": [{"position": c.position, "hash": c.hash} for c in checkpoints],
+        "faults": [{"position": f.position, "kind": f.kind, "detail": f.detail} for f in faults],
+        "fault_count": walk.fault_count + len(faults) - len(walk.faults),
+        "seconds": {"chain": round(walked - started, 3), "total": round(finished - started, 3)},
+    }
+    if (fmt or (Format.table if sys.stdout.isatty() else Format.json)) is Format.json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        state = "[green]OK[/green]" if not faults else f"[red]{summary['fault_count']} FAULT(S)[/red]"
+        Console().print(f"audit: {state}  facts {walk.facts}  head {walk.head_position}:{walk.head_hash}")
+        for fault in faults:
+            Console().print(f"  position {fault.position:>10}  {fault.kind:<20} {fault.detail}")
+    if faults:
+        raise typer.Exit(1)
+
+
+def _checkpoint(text: str) -> Any:
+    from ledger.application.audit import Checkpoint
+
+    path = Path(text)
+    try:
+        if path.is_file():
+            doc = json.loads(path.read_text())
+            return Checkpoint(int(doc["position"]), str(doc["hash"]))
+        return Checkpoint.parse(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--against") from None
+
+
 def _settings() -> Settings:
     try:
         settings = Settings()

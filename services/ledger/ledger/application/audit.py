@@ -1,0 +1,204 @@
+"""The audit: walk the stored log, recompute the hash chain, replay the projections.
+
+Fault kinds (each reported with the position where it is found):
+
+- ``sequence_gap``: positions are missing inside the log (a fact was deleted);
+- ``fact_unreadable``: a stored record cannot be decoded at all;
+- ``fact_altered``: a fact's bytes no longer match its own digest;
+- ``hash_mismatch``: a fact's chain hash does not follow from the previous one (a hash was
+  edited or is missing, facts were swapped or inserted, or appended without a hash);
+- ``invalid_fact``: a stored envelope no longer satisfies the contract;
+- ``fact_missing``: the log ends before a position known from outside (a checkpoint, or
+  what the outbox already published);
+- ``checkpoint_mismatch``: the chain hash at a checkpoint's position differs from it;
+- ``projection_mismatch``: the incremental projection (what the service publishes) and a
+  replay from scratch disagree.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from ledger.application.chain import GENESIS, chain_hash, fact_digest
+from ledger.application.contract import Refusal
+from ledger.application.derive import Deriver
+from ledger.application.ledger import fact_from_envelope
+from ledger.application.ports import StoredFact
+from ledger.domain.books import build_books
+from ledger.domain.facts import Fact
+
+__all__ = ["MAX_FAULTS", "ChainWalk", "Checkpoint", "Fault", "compare_projections", "walk_chain"]
+
+#: Faults listed at most (the count keeps going).
+MAX_FAULTS = 1000
+#: How many recent stored hashes an intact fact may link to after disturbed neighbours.
+RECENT_WINDOW = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    position: int
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A (position, chain hash) pair obtained earlier, e.g. from ledger.out.audit.checkpoint."""
+
+    position: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Checkpoint:
+        position, _, digest = text.strip().partition(":")
+        if not position.isdigit() or len(digest) != 64:
+            raise ValueError(f"checkpoint {text[:80]!r} is not POSITION:SHA256HEX")
+        return cls(int(position), digest.lower())
+
+
+@dataclass
+class ChainWalk:
+    """What walking the log found."""
+
+    facts: int = 0
+    head_position: int = 0
+    head_hash: str = GENESIS
+    faults: list[Fault] = field(default_factory=list)
+    fault_count: int = 0
+    hash_at: dict[int, str] = field(default_factory=dict)
+    valid_facts: list[Fact] = field(default_factory=list)
+
+    def add(self, fault: Fault) -> None:
+        self.fault_count += 1
+        if len(self.faults) < MAX_FAULTS:
+            self.faults.append(fault)
+
+
+def walk_chain(
+    records: Iterable[tuple[int, StoredFact | str]],
+    *,
+    keep_facts: bool = False,
+    watch: Sequence[int] = (),
+    progress: Callable[[int], None] | None = None,
+) -> ChainWalk:
+    """Check every stored record in order: positions, digests, chain links, contract.
+    ``watch`` lists positions whose chain hash to remember (checkpoints)."""
+    walk = ChainWalk()
+    watched = set(watch)
+    expected = 1
+    previous: str | None = GENESIS  # the stored hash of the previous record; None = unknown
+    recent: deque[str] = deque(maxlen=RECENT_WINDOW)  # stored hashes of the last records
+    for position, record in records:
+        walk.facts += 1
+        if position != expected:
+            walk.add(Fault(expected, "sequence_gap", f"positions {expected} to {position - 1} are missing"))
+            previous = None
+        if isinstance(record, str):
+            walk.add(Fault(position, "fact_unreadable", record))
+            previous = None
+        else:
+            altered = fact_digest(record.envelope_json) != record.fact_digest
+            if altered:
+                walk.add(Fault(position, "fact_altered", "the fact's bytes do not match its digest"))
+            elif (
+                previous is not None
+                and chain_hash(previous, position, record.envelope_json) != record.chain_hash
+                and not any(
+                    chain_hash(h, position, record.envelope_json) == record.chain_hash for h in recent
+                )
+            ):
+                # (an intact fact right after disturbed neighbours links to a recent stored
+                # hash: the disturbance is reported where it is, not again here)
+                walk.add(
+                    Fault(position, "hash_mismatch", "the chain hash does not follow from the previous fact")
+                )
+            if keep_facts and not altered:
+                try:
+                    walk.valid_facts.append(fact_from_envelope(record.envelope))
+                except (Refusal, ValueError, KeyError, TypeError) as exc:
+                    walk.add(
+                        Fault(position, "invalid_fact", f"the stored envelope no longer parses: {exc}"[:300])
+                    )
+            previous = record.chain_hash
+            recent.append(record.chain_hash)
+            walk.head_hash = record.chain_hash
+            if position in watched:
+                walk.hash_at[position] = record.chain_hash
+        walk.head_position = position
+        expected = position + 1
+        if progress is not None and walk.facts % 10_000 == 0:
+            progress(walk.facts)
+    return walk
+
+
+def check_checkpoint(walk: ChainWalk, checkpoint: Checkpoint) -> list[Fault]:
+    """Faults of the log against a checkpoint taken earlier."""
+    if checkpoint.position > walk.head_position:
+        return [
+            Fault(
+                walk.head_position + 1,
+                "fact_missing",
+                f"the log ends at {walk.head_position}, the checkpoint is at {checkpoint.position}",
+            )
+        ]
+    if checkpoint.position == 0:
+        return [] if checkpoint.hash == GENESIS else [Fault(0, "checkpoint_mismatch", "genesis differs")]
+    found = walk.hash_at.get(checkpoint.position)
+    if found != checkpoint.hash:
+        return [
+            Fault(
+                checkpoint.position,
+                "checkpoint_mismatch",
+                f"chain hash {found} at position {checkpoint.position}, checkpoint says {checkpoint.hash}",
+            )
+        ]
+    return []
+
+
+def compare_projections(facts: Sequence[Fact]) -> list[Fault]:
+    """Replay ``facts`` twice, incrementally (the service's derived events, position by
+    position) and from scratch (the books), and list every figure where they differ."""
+    deriver = Deriver()
+    amounts: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    payable: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    donations: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    owed: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for position, fact in enumerate(facts, start=1):
+        for event in deriver.advance(position, fact):
+            d = event.data
+            if event.kind in {"commission.accrued", "commission.adjusted"}:
+                amounts[(d["invoice_id"], d["introduction_id"])] += Decimal(d["delta"])
+            elif event.kind == "commission.payable":
+                payable[(d["invoice_id"], d["introduction_id"])] += Decimal(d["delta"])
+            elif event.kind == "donation.credited":
+                donations[(d["donor_id"], d["currency"])] += Decimal(d["amount"])
+            elif event.kind == "rebate.owed":
+                owed[(d["client_id"], d["currency"])] += Decimal(d["delta"])
+    books = build_books(facts)
+    faults: list[Fault] = []
+    head = len(facts)
+
+    def compare(
+        what: str, incremental: dict[tuple[str, str], Decimal], scratch: dict[tuple[str, str], Decimal]
+    ) -> None:
+        for key in sorted(incremental.keys() | scratch.keys()):
+            a, b = incremental.get(key, Decimal(0)), scratch.get(key, Decimal(0))
+            if a != b:
+                faults.append(
+                    Fault(head, "projection_mismatch", f"{what} {key}: incremental {a}, replay {b}")
+                )
+
+    compare("commission", amounts, {(c.invoice_id, c.introduction_id): c.amount for c in books.commissions})
+    compare("payable", payable, {(c.invoice_id, c.introduction_id): c.payable for c in books.commissions})
+    compare("donation", donations, {(d.donor_id, d.currency): d.amount for d in books.donations})
+    compare("rebate owed", owed, {(r.client_id, r.currency): r.owed for r in books.rebates})
+    for currency, (debits, credits) in books.trial_balance.items():
+        if debits != credits:
+            faults.append(
+                Fault(head, "projection_mismatch", f"trial balance {currency}: {debits} != {credits}")
+            )
+    return faults
