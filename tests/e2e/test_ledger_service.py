@@ -57,7 +57,9 @@ def test_live_report_equals_offline_replay_and_events_arrive_once(
     assert {k: over_nats[k] for k in FIGURES} == {k: live[k] for k in FIGURES}
 
     expected_events, _ = derive_all(lines)
-    out = read_stream(nats.url, "LEDGER_OUT")
+    out = [
+        (i, body) for i, body in read_stream(nats.url, "LEDGER_OUT") if not str(i).startswith("checkpoint:")
+    ]
     ids = [msg_id for msg_id, _ in out]
     assert len(ids) == len(set(ids)), "a derived event was published twice"
     assert sorted(ids) == sorted(e.id for e in expected_events)
@@ -204,3 +206,40 @@ def test_sigterm_stops_cleanly_and_restart_resumes(
     assert ledger_service.terminate() == 0
     ledger_service.start()
     assert {k: v for k, v in ledger_service.get_json("/report").items()} == report
+
+
+def test_checkpoints_are_published_and_verify_against_the_store(tmp_path: Path, nats: NatsServer) -> None:
+    """The chain head is published on ledger.out.audit.checkpoint; `ledger audit verify
+    --against` that checkpoint passes on the service's store."""
+    store_url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    service = LedgerProcess(nats.url, store_url, tmp_path, env_extra={"LEDGER_CHECKPOINT_INTERVAL_S": "0.2"})
+    service.start()
+    try:
+        path, lines = all_examples(tmp_path)
+        publish(nats, path)
+        wait_for(lambda: service.settled(len(lines)), 60, what="settled")
+        head = service.get_json("/report")["head"]
+
+        def checkpoint() -> dict[str, Any] | None:
+            found = [
+                b["data"] for i, b in read_stream(nats.url, "LEDGER_OUT") if str(i).startswith("checkpoint:")
+            ]
+            return next((c for c in found if c["position"] == head["position"]), None)
+
+        latest = wait_for(checkpoint, 30, what="a checkpoint at the head")
+        assert latest["hash"] == head["hash"]
+        assert service.metric("ledger_chain_head_info", {"hash": head["hash"]}) == 1
+    finally:
+        service.terminate()
+    proc = run_cli(
+        "audit",
+        "verify",
+        "--format",
+        "json",
+        "--against",
+        f"{latest['position']}:{latest['hash']}",
+        env={"LEDGER_STORE_URL": store_url},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout
+    assert json.loads(proc.stdout)["published_position"] == len(lines)

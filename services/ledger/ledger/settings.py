@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     duplicate_window_s: float = Field(default=3600, ge=60, le=7 * 24 * 3600)
     retry_delay_s: float = Field(default=2.0, gt=0, le=300)
     graceful_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    checkpoint_interval_s: float = Field(default=60.0, gt=0, le=86_400)
     metrics_poll_s: float = Field(default=2.0, gt=0, le=300)
     ready_timeout_s: float = Field(default=2.0, gt=0, le=60)
     ready_max_pending: int = Field(default=100_000, ge=0)

@@ -18,8 +18,13 @@ from tests.conftest import EXAMPLE_NAMES, EXAMPLES
 
 def cli(store: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "LEDGER_STORE_URL": f"sqlite:///{store}"}
-    return subprocess.run([sys.executable, "-m", "ledger.entrypoints.cli", *args], capture_output=True,
-                          check=False, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ledger.entrypoints.cli", *args],
+        capture_output=True,
+        check=False,
+        env=env,
+        timeout=120,
+    )
 
 
 def verify(store: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -37,13 +42,19 @@ def store(tmp_path: Path) -> Path:
 
 def rows(store: Path) -> list[tuple[int, str]]:
     with sqlite3.connect(store) as db:
-        return [(v, s.decode() if isinstance(s, bytes) else s) for v, s in
-                db.execute("SELECT originator_version, state FROM stored_events ORDER BY originator_version")]
+        return [
+            (v, s.decode() if isinstance(s, bytes) else s)
+            for v, s in db.execute(
+                "SELECT originator_version, state FROM stored_events ORDER BY originator_version"
+            )
+        ]
 
 
 def set_state(store: Path, position: int, state: str) -> None:
     with sqlite3.connect(store) as db:
-        db.execute("UPDATE stored_events SET state = ? WHERE originator_version = ?", (state.encode(), position))
+        db.execute(
+            "UPDATE stored_events SET state = ? WHERE originator_version = ?", (state.encode(), position)
+        )
 
 
 def kinds(result: dict[str, Any]) -> list[tuple[int, str]]:
@@ -127,9 +138,13 @@ def test_fact_appended_without_its_hash_is_found(store: Path) -> None:
     doc["chain_hash"] = ""
     with sqlite3.connect(store) as db:
         originator, topic = db.execute("SELECT originator_id, topic FROM stored_events LIMIT 1").fetchone()
-        db.execute("INSERT INTO stored_events VALUES (?,?,?,?)", (originator, 31, topic, json.dumps(doc).encode()))
+        db.execute(
+            "INSERT INTO stored_events VALUES (?,?,?,?)", (originator, 31, topic, json.dumps(doc).encode())
+        )
         del doc["chain_hash"]
-        db.execute("INSERT INTO stored_events VALUES (?,?,?,?)", (originator, 32, topic, json.dumps(doc).encode()))
+        db.execute(
+            "INSERT INTO stored_events VALUES (?,?,?,?)", (originator, 32, topic, json.dumps(doc).encode())
+        )
     code, result = verify(store)
     assert code == 1 and kinds(result) == [(31, "hash_mismatch"), (32, "fact_unreadable")]
 

@@ -92,4 +92,7 @@ class LedgerMetrics:
             ["channel", "view"],
             registry=r,
         )
+        self.checkpoints_published = Counter(
+            "ledger_audit_checkpoints_published_total", "Chain-head checkpoints published.", registry=r
+        )
         self.chain_head = Info("ledger_chain_head", "Hash chain head of the stored log.", registry=r)

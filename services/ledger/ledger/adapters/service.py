@@ -127,6 +127,7 @@ class LedgerService:
         self._tasks = [
             asyncio.create_task(self._consume_loop(subscription), name="consume"),
             asyncio.create_task(self._outbox_loop(), name="outbox"),
+            asyncio.create_task(self._checkpoint_loop(), name="checkpoint"),
             asyncio.create_task(self._watch_consumer(), name="consumer-watch"),
         ]
         self.ready_reason = ""
@@ -307,6 +308,31 @@ class LedgerService:
                     self.metrics.commission_accrued_minor.labels(currency).inc(minor)
                 elif minor < 0:
                     self.metrics.commission_reversed_minor.labels(currency).inc(-minor)
+
+    async def _checkpoint_loop(self) -> None:
+        """Publish the chain head on ledger.out.audit.checkpoint whenever it moved."""
+        last = -1
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.settings.checkpoint_interval_s)
+            position, digest = self.ledger.head_position, self.ledger.head_hash
+            if position == last:
+                continue
+            event = DerivedEvent(
+                f"checkpoint:{position}",
+                "audit.checkpoint",
+                max(position, 1),
+                {"position": position, "hash": digest},
+            )
+            try:
+                assert self.publisher is not None
+                await self.publisher.publish(
+                    [(event.subject, _cloudevent(event), {"Nats-Msg-Id": event.id})],
+                    self.settings.publish_timeout_s,
+                )
+                self.metrics.checkpoints_published.inc()
+                last = position
+            except Exception as exc:
+                log.warning("checkpoint not published; will retry", error=str(exc))
 
     async def _watch_consumer(self) -> None:
         while not self._stopping.is_set():

@@ -110,6 +110,14 @@ class RebatePassedThrough(_Out):
     outstanding: Amount
 
 
+class AuditCheckpoint(_Out):
+    """The hash-chain head at a position, published periodically so that a copy lives
+    outside the store (`ledger audit verify --against POSITION:HASH`)."""
+
+    position: int = Field(ge=0)
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 OUTBOUND_MODELS: dict[str, type[_Out]] = {
     "introducer.registered": IntroducerRegisteredOut,
     "commission.accrued": CommissionEvent,
@@ -118,6 +126,7 @@ OUTBOUND_MODELS: dict[str, type[_Out]] = {
     "donation.credited": DonationCredited,
     "rebate.owed": RebateOwed,
     "rebate.passed_through": RebatePassedThrough,
+    "audit.checkpoint": AuditCheckpoint,
 }
 
 
