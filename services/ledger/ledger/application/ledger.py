@@ -8,7 +8,7 @@ index move. Nothing here does I/O itself; the store and the clock are given.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
@@ -212,6 +212,27 @@ class Ledger:
             new.append((stored, envelope_id, fact))
             outcomes.append(Outcome("accepted", envelope_id, kind, position))
         return outcomes, new
+
+    def stored_facts(self, page_size: int = READ_PAGE) -> Iterator[StoredFact]:
+        """Every stored fact, in log order, read from the store page by page."""
+        after = 0
+        while after < self.index.head_position:
+            page = self._store.read(after, page_size)
+            if not page:
+                return
+            yield from page
+            after = page[-1].position
+
+    def history(self, as_of: date | None = None, since: date | None = None) -> Iterator[bytes]:
+        """The accepted envelopes (canonical JSON) in log order, filtered by business date;
+        undated facts (registrations) are always kept."""
+        for position, stored in enumerate(self.stored_facts(), start=1):
+            day = self.index.by_position[position - 1].business_date
+            if day is not None and (
+                (as_of is not None and day > as_of) or (since is not None and day < since)
+            ):
+                continue
+            yield stored.envelope_json
 
     def hash_at(self, position: int) -> str:
         """The chain hash after the ``position``-th fact (genesis for 0)."""

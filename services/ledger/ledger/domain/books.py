@@ -108,6 +108,14 @@ class CommissionLine:
     currency: str
     #: (payment date, payment id, amount made payable by it), in payment order.
     payable_steps: tuple[tuple[dt.date, str, Decimal], ...]
+    #: (credit note date, credit note id, change of the commission), in credit-note order;
+    #: the commission first accrues on the invoice's own net, each step is a credit note.
+    adjustment_steps: tuple[tuple[dt.date, str, Decimal], ...] = ()
+
+    @property
+    def original_amount(self) -> Decimal:
+        """The commission on the invoice's net before any credit note."""
+        return self.amount - sum((delta for _, _, delta in self.adjustment_steps), ZERO)
 
     @property
     def donor_id(self) -> str | None:
@@ -397,12 +405,20 @@ def commission_line(
     if window is None:
         return None
     credited_net = credited_tax = ZERO
-    for note in credit_notes:
+    adjustments: list[tuple[dt.date, str, Decimal]] = []
+    so_far = commission_amount(invoice.net_amount, window.rate, invoice.currency)
+    for note in sorted(credit_notes, key=lambda n: (n.issue_date, n.credit_note_id)):
         if _fits(note.net_amount, invoice.currency, note.credit_note_id, anomalies) and _fits(
             note.tax_amount, invoice.currency, note.credit_note_id, anomalies
         ):
             credited_net += note.net_amount
             credited_tax += note.tax_amount
+            after = commission_amount(
+                max(invoice.net_amount - credited_net, ZERO), window.rate, invoice.currency
+            )
+            if after != so_far:
+                adjustments.append((note.issue_date, note.credit_note_id, after - so_far))
+                so_far = after
     base = invoice.net_amount - credited_net
     gross = base + invoice.tax_amount - credited_tax
     if base < 0:
@@ -453,6 +469,7 @@ def commission_line(
         payable=made_payable,
         currency=invoice.currency,
         payable_steps=tuple(steps),
+        adjustment_steps=tuple(adjustments),
     )
 
 
@@ -542,29 +559,40 @@ def _commission_postings(line: CommissionLine) -> list[Posting]:
         ("window", f"{line.window_start}..{line.window_end}"),
     )
     accrued_to = f"Liabilities:Commissions:Accrued:{line.introducer_id}"
-    if line.amount == 0:
-        return []
-    out = [
-        Posting(
-            line.invoice_date,
-            "commission",
-            f"{line.invoice_id}/{line.introduction_id}",
-            cur,
-            ((f"Expenses:Commissions:{line.adviser_id}", line.amount), (accrued_to, -line.amount)),
-            meta,
-        )
+    ref = f"{line.invoice_id}/{line.introduction_id}"
+    # the commission accrues on the invoice's net, then each credit note adjusts it (R4)
+    changes: list[tuple[dt.date, str, str, Decimal, tuple[tuple[str, str], ...]]] = [
+        (line.invoice_date, "commission", ref, line.original_amount, meta)
     ]
-    if line.beneficiary_id == COOPERATIVE:
+    changes.extend(
+        (day, "commission_adjustment", f"{ref}/{note_id}", delta, (*meta, ("credit_note", note_id)))
+        for day, note_id, delta in line.adjustment_steps
+    )
+    out: list[Posting] = []
+    for day, kind, change_ref, amount, change_meta in changes:
+        if amount == 0:
+            continue
         out.append(
             Posting(
-                line.invoice_date,
-                "donation",
-                f"{line.invoice_id}/{line.introduction_id}",
+                day,
+                kind,
+                change_ref,
                 cur,
-                ((accrued_to, line.amount), (f"Liabilities:Commissions:Accrued:{COOPERATIVE}", -line.amount)),
-                (*meta, ("donor", line.introducer_id)),
+                ((f"Expenses:Commissions:{line.adviser_id}", amount), (accrued_to, -amount)),
+                change_meta,
             )
         )
+        if line.beneficiary_id == COOPERATIVE:
+            out.append(
+                Posting(
+                    day,
+                    "donation",
+                    change_ref,
+                    cur,
+                    ((accrued_to, amount), (f"Liabilities:Commissions:Accrued:{COOPERATIVE}", -amount)),
+                    (*change_meta, ("donor", line.introducer_id)),
+                )
+            )
     beneficiary = line.beneficiary_id
     for day, payment_id, amount in line.payable_steps:
         out.append(

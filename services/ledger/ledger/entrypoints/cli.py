@@ -234,6 +234,59 @@ def publish(
         raise typer.Exit(1)
 
 
+class ExportFormat(StrEnum):
+    cloudevents = "cloudevents"
+    beancount = "beancount"
+    csv = "csv"
+
+
+def _source_ledger(events: Path | None) -> Any:
+    if events is not None:
+        ledger = build_ephemeral_ledger()
+        result = _feed(ledger, events)
+        for r in result.rejected:
+            err.print(f"{events}:{r.line}: {r.reason}: {r.message}")
+        return ledger
+    ledger = build_ledger(_settings())
+    ledger.catch_up()
+    return ledger
+
+
+@app.command()
+def export(
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", help="cloudevents (the accepted history), beancount or csv.")
+    ],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Only facts dated up to this day.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only facts (beancount: transactions) from this day.")
+    ] = None,
+    events: Annotated[
+        Path | None, typer.Option("--events", help="Export a replayed file instead of the store.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Export the history (CloudEvents JSON Lines, in log order) or the books (beancount, CSV)."""
+    from ledger.adapters.exports import beancount_text, commissions_csv
+
+    day, start = _parse_day(as_of), _parse_day(since)
+    ledger = _source_ledger(events)
+    sink = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        if fmt is ExportFormat.cloudevents:
+            for line in ledger.history(as_of=day, since=start):
+                sink.write(line.decode("utf-8") + "\n")
+        elif fmt is ExportFormat.beancount:
+            sink.write(beancount_text(ledger.books(as_of=day), since=start))
+        else:
+            sink.write(commissions_csv(ledger.books(as_of=day), since=start))
+    finally:
+        if output:
+            sink.close()
+
+
 audit_app = typer.Typer(name="audit", help="Verify the stored history.", no_args_is_help=True)
 app.add_typer(audit_app)
 
