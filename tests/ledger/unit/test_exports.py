@@ -92,8 +92,14 @@ def test_beancount_export_checks_on_generated_histories(history: list[dict[str, 
     books = live.books()
     balances = check_beancount(beancount_text(books))
     for currency in {c.currency for c in books.commissions}:
-        expense = sum((v for k, v in balances.items() if k.startswith("Expenses:Commissions:") and k.endswith(currency)),
-                      Decimal(0))
+        expense = sum(
+            (
+                v
+                for k, v in balances.items()
+                if k.startswith("Expenses:Commissions:") and k.endswith(currency)
+            ),
+            Decimal(0),
+        )
         assert expense == sum((c.amount for c in books.commissions if c.currency == currency), Decimal(0))
     if books.postings:
         middle = books.postings[len(books.postings) // 2].date

@@ -226,6 +226,10 @@ class Books:
     postings: tuple[Posting, ...]
     anomalies: tuple[Anomaly, ...]
     trial_balance: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    #: Every invoice counted (sorted by date and id), and the pass-throughs, for statements.
+    invoices: tuple[InvoiceIssued, ...] = ()
+    credit_notes: tuple[CreditNoteIssued, ...] = ()
+    pass_throughs: tuple[RebatePassedThrough, ...] = ()
 
 
 @dataclass
@@ -346,6 +350,14 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
         postings=tuple(postings),
         anomalies=tuple(anomalies),
         trial_balance=_trial_balance(postings),
+        invoices=tuple(sorted(ix.invoices.values(), key=lambda i: (i.issue_date, i.invoice_id))),
+        credit_notes=tuple(
+            sorted(
+                (n for ns in ix.credit_notes.values() for n in ns),
+                key=lambda n: (n.issue_date, n.credit_note_id),
+            )
+        ),
+        pass_throughs=tuple(sorted(ix.pass_throughs, key=lambda p: (p.date, p.pass_through_id))),
     )
 
 

@@ -287,6 +287,52 @@ def export(
             sink.close()
 
 
+class StatementFormat(StrEnum):
+    html = "html"
+    json = "json"
+
+
+@app.command()
+def statement(
+    client: Annotated[str | None, typer.Option("--client", help="The client's id.")] = None,
+    introducer: Annotated[str | None, typer.Option("--introducer", help="The introducer's id.")] = None,
+    fmt: Annotated[
+        StatementFormat, typer.Option("--format", help="html (printable page) or json.")
+    ] = StatementFormat.html,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Only facts dated up to this day.")] = None,
+    events: Annotated[
+        Path | None, typer.Option("--events", help="A replayed file instead of the store.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """A transparency statement for one client (every invoice, the commission on it and who
+    gets it, rebates owed back) or one introducer."""
+    from ledger.adapters.statement_html import render_statement_html
+    from ledger.application.statements import client_statement, introducer_statement
+
+    if (client is None) == (introducer is None):
+        raise typer.BadParameter("give exactly one of --client or --introducer")
+    ledger = _source_ledger(events)
+    books = ledger.books(as_of=_parse_day(as_of))
+    head = {"position": ledger.head_position, "hash": ledger.head_hash}
+    doc = (
+        client_statement(books, client, head)
+        if client is not None
+        else introducer_statement(books, introducer or "", head)
+    )
+    text = (
+        render_statement_html(doc)
+        if fmt is StatementFormat.html
+        else json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    )
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
 audit_app = typer.Typer(name="audit", help="Verify the stored history.", no_args_is_help=True)
 app.add_typer(audit_app)
 
