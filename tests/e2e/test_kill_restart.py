@@ -9,8 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.history import generate
-
+from tests.support.history import generate
 from tests.support.jetstream import read_stream
 from tests.support.servers import VENV_BIN, LedgerProcess, NatsServer, run_cli, wait_for
 
@@ -33,7 +32,7 @@ def test_sigkill_at_random_points_then_restart_matches_clean_replay(tmp_path: Pa
     a clean replay and every derived event id appears once on ledger.out."""
     rng = random.Random(20261123)
     history = tmp_path / "history.jsonl"
-    lines = list(generate(3000, seed=7))
+    lines = list(generate(6000, seed=7))
     history.write_text("\n".join(lines) + "\n")
     service = LedgerProcess(
         nats.url, f"sqlite:///{tmp_path / 'store.sqlite3'}", tmp_path, env_extra={"LEDGER_BATCH_SIZE": "50"}
@@ -46,9 +45,11 @@ def test_sigkill_at_random_points_then_restart_matches_clean_replay(tmp_path: Pa
         stderr=subprocess.PIPE,
     )
     kills = 0
+    stored_at_kill: list[float] = []
     try:
         for _ in range(3):
-            time.sleep(rng.uniform(0.3, 1.5))
+            time.sleep(rng.uniform(0.2, 1.0))
+            stored_at_kill.append(service.metric("ledger_stored_position"))
             service.kill()
             kills += 1
             service.start()
@@ -64,6 +65,7 @@ def test_sigkill_at_random_points_then_restart_matches_clean_replay(tmp_path: Pa
         if publisher.poll() is None:
             publisher.kill()
     assert kills == 3
+    assert min(stored_at_kill) < len(lines), "no kill landed while facts were still streaming in"
     offline = json.loads(run_cli("report", "--events", str(history), "--format", "json").stdout)
     assert offline["summary"]["rejected"] == 0
     for key in FIGURES:
