@@ -70,5 +70,6 @@ def test_sigkill_at_random_points_then_restart_matches_clean_replay(tmp_path: Pa
     assert offline["summary"]["rejected"] == 0
     for key in FIGURES:
         assert live[key] == offline[key], key
+    assert live["head"]["position"] == len(lines)  # every fact stored exactly once
     ids = [msg_id for msg_id, _ in read_stream(nats.url, "LEDGER_OUT")]
     assert ids and len(ids) == len(set(ids))
