@@ -13,6 +13,8 @@ from tests.support.history import generate
 from tests.support.jetstream import read_stream
 from tests.support.servers import VENV_BIN, LedgerProcess, NatsServer, run_cli, wait_for
 
+# the head hash depends on arrival order, which redelivery after a kill may change; the
+# figures do not (they are a function of the set of facts)
 FIGURES = (
     "introductions",
     "commissions",
@@ -23,7 +25,6 @@ FIGURES = (
     "rebate_shares",
     "trial_balance",
     "anomalies",
-    "head",
 )
 
 
@@ -35,7 +36,7 @@ def test_sigkill_at_random_points_then_restart_matches_clean_replay(tmp_path: Pa
     lines = list(generate(6000, seed=7))
     history.write_text("\n".join(lines) + "\n")
     service = LedgerProcess(
-        nats.url, f"sqlite:///{tmp_path / 'store.sqlite3'}", tmp_path, env_extra={"LEDGER_BATCH_SIZE": "50"}
+        nats.url, f"sqlite:///{tmp_path / 'store.sqlite3'}", tmp_path, env_extra={"LEDGER_BATCH_SIZE": "50", "LEDGER_ACK_WAIT_S": "2"}
     )
     service.start()
     publisher = subprocess.Popen(
