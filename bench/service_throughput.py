@@ -47,29 +47,68 @@ def free_port() -> int:
 
 
 def envelope(i: int, kind: str, data: dict[str, Any]) -> bytes:
-    return json.dumps({"specversion": "1.0", "id": f"bench-{kind}-{i}", "source": "bench",
-                       "type": f"coop.ledger.{kind}.v1", "data": data}).encode()
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": f"bench-{kind}-{i}",
+            "source": "bench",
+            "type": f"coop.ledger.{kind}.v1",
+            "data": data,
+        }
+    ).encode()
 
 
 def setup_facts() -> list[tuple[str, bytes]]:
     """Introducers and introductions so that every invoice carries a commission."""
-    out = [("ledger.in.introducer", envelope(0, "introducer.registered",
-                                             {"introducer_id": "int-bench", "display_name": "Bench"}))]
+    out = [
+        (
+            "ledger.in.introducer",
+            envelope(0, "introducer.registered", {"introducer_id": "int-bench", "display_name": "Bench"}),
+        )
+    ]
     for c in range(CLIENTS):
-        out.append(("ledger.in.introduction", envelope(c, "introduction.recorded", {
-            "introduction_id": f"intro-{c}", "introducer_id": "int-bench", "client_id": f"cli-{c}",
-            "adviser_id": "adv-bench", "date": "2024-01-01"})))
+        out.append(
+            (
+                "ledger.in.introduction",
+                envelope(
+                    c,
+                    "introduction.recorded",
+                    {
+                        "introduction_id": f"intro-{c}",
+                        "introducer_id": "int-bench",
+                        "client_id": f"cli-{c}",
+                        "adviser_id": "adv-bench",
+                        "date": "2024-01-01",
+                    },
+                ),
+            )
+        )
     return out
 
 
 def invoice(i: int, prefix: str = "inv") -> tuple[str, bytes]:
     day = 1 + (i // CLIENTS) % 28
     month = 1 + (i // (CLIENTS * 28)) % 12
-    return ("ledger.in.invoice", json.dumps({
-        "specversion": "1.0", "id": f"bench-{prefix}-{i}", "source": "bench", "type": "coop.ledger.invoice.issued.v1",
-        "data": {"invoice_id": f"{prefix}-{i}", "adviser_id": "adv-bench", "client_id": f"cli-{i % CLIENTS}",
-                 "issue_date": f"2024-{month:02d}-{day:02d}", "currency": "CHF",
-                 "net_amount": f"{100 + i % 900}.{i % 100:02d}", "tax_amount": "8.10"}}).encode())
+    return (
+        "ledger.in.invoice",
+        json.dumps(
+            {
+                "specversion": "1.0",
+                "id": f"bench-{prefix}-{i}",
+                "source": "bench",
+                "type": "coop.ledger.invoice.issued.v1",
+                "data": {
+                    "invoice_id": f"{prefix}-{i}",
+                    "adviser_id": "adv-bench",
+                    "client_id": f"cli-{i % CLIENTS}",
+                    "issue_date": f"2024-{month:02d}-{day:02d}",
+                    "currency": "CHF",
+                    "net_amount": f"{100 + i % 900}.{i % 100:02d}",
+                    "tax_amount": "8.10",
+                },
+            }
+        ).encode(),
+    )
 
 
 async def publish_all(url: str, items: list[tuple[str, bytes]], window: int = 1000) -> float:
@@ -77,9 +116,13 @@ async def publish_all(url: str, items: list[tuple[str, bytes]], window: int = 10
     js = nc.jetstream()
     started = time.perf_counter()
     for start in range(0, len(items), window):
-        chunk = items[start:start + window]
-        await asyncio.gather(*(js.publish(s, b, headers={"Nats-Msg-Id": f"{start + k}-{hash(b)}"})
-                               for k, (s, b) in enumerate(chunk)))
+        chunk = items[start : start + window]
+        await asyncio.gather(
+            *(
+                js.publish(s, b, headers={"Nats-Msg-Id": f"{start + k}-{hash(b)}"})
+                for k, (s, b) in enumerate(chunk)
+            )
+        )
     await nc.close()
     return started
 
@@ -88,8 +131,9 @@ async def raw_baseline(url: str, n: int) -> float:
     nc = await nats.connect(url)
     js = nc.jetstream()
     await js.add_stream(StreamConfig(name="RAW_BENCH", subjects=["rawbench.>"], storage=StorageType.FILE))
-    sub = await js.pull_subscribe("rawbench.>", durable="raw", stream="RAW_BENCH",
-                                  config=ConsumerConfig(max_ack_pending=-1))
+    sub = await js.pull_subscribe(
+        "rawbench.>", durable="raw", stream="RAW_BENCH", config=ConsumerConfig(max_ack_pending=-1)
+    )
     items = [("rawbench." + s.split(".", 2)[2], b) for s, b in (invoice(i, "raw") for i in range(n))]
     started = time.perf_counter()
     publisher = asyncio.create_task(publish_all(url, items))
@@ -123,7 +167,7 @@ def wait_http(port: int, path: str, timeout_s: float = 60) -> None:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
                 if r.status == 200:
                     return
-        except Exception:  # noqa: S112
+        except Exception:
             pass
         time.sleep(0.1)
     raise SystemExit(f"ledger did not become ready on {path}")
@@ -136,7 +180,9 @@ async def ledger_run(url: str, port: int, n: int) -> float:
         await asyncio.sleep(0.05)
     started = time.perf_counter()
     publisher = asyncio.create_task(publish_all(url, [invoice(i) for i in range(n)]))
-    while not (metric(port, "ledger_stored_position") >= base + n and metric(port, "ledger_publish_lag_facts") == 0):
+    while not (
+        metric(port, "ledger_stored_position") >= base + n and metric(port, "ledger_publish_lag_facts") == 0
+    ):
         await asyncio.sleep(0.05)
     elapsed = time.perf_counter() - started
     await publisher
@@ -181,7 +227,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--facts", type=int, default=100_000)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=10)
@@ -191,8 +239,11 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ledger-bench-"))
     nats_port = free_port()
     url = f"nats://127.0.0.1:{nats_port}"
-    server = subprocess.Popen([str(BIN / "nats-server"), "-js", "-a", "127.0.0.1", "-p", str(nats_port),
-                               "-sd", str(tmp / "nats")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(BIN / "nats-server"), "-js", "-a", "127.0.0.1", "-p", str(nats_port), "-sd", str(tmp / "nats")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ledgers: list[subprocess.Popen[bytes]] = []
     try:
         time.sleep(0.5)
@@ -203,22 +254,38 @@ def main() -> None:
         for r in range(args.replicas):
             port = free_port()
             ports.append(port)
-            env = {**os.environ, "NATS_URL": url, "LEDGER_STORE_URL": store_url, "LEDGER_HTTP_PORT": str(port),
-                   "LEDGER_LOG_LEVEL": "warning", "LEDGER_METRICS_POLL_S": "1"}
-            ledgers.append(subprocess.Popen([str(BIN / "ledger"), "serve"], env=env,
-                                            stdout=(tmp / f"ledger-{r}.log").open("wb"), stderr=subprocess.STDOUT))
+            env = {
+                **os.environ,
+                "NATS_URL": url,
+                "LEDGER_STORE_URL": store_url,
+                "LEDGER_HTTP_PORT": str(port),
+                "LEDGER_LOG_LEVEL": "warning",
+                "LEDGER_METRICS_POLL_S": "1",
+            }
+            ledgers.append(
+                subprocess.Popen(
+                    [str(BIN / "ledger"), "serve"],
+                    env=env,
+                    stdout=(tmp / f"ledger-{r}.log").open("wb"),
+                    stderr=subprocess.STDOUT,
+                )
+            )
             wait_http(port, "/readyz")
         served = asyncio.run(ledger_run(url, ports[0], args.facts))
         store = "PostgreSQL" if store_url.startswith("postgres") else "SQLite"
-        print(f"(b) ledger serve ({store}, {args.replicas} replica(s)) {served:>10,.0f} events/s  "
-              f"(first publish -> last derived event published)")
+        print(
+            f"(b) ledger serve ({store}, {args.replicas} replica(s)) {served:>10,.0f} events/s  "
+            f"(first publish -> last derived event published)"
+        )
         print(f"    ratio (b)/(a)                    {served / raw:>10.2f}   (target >= 0.5)")
         latencies = asyncio.run(latency_run(url, args.rate, args.seconds))
         if latencies:
             p50, p99 = percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000
-            print(f"(c) latency at {args.rate}/s for {args.seconds}s      p50 {p50:.1f} ms  p99 {p99:.1f} ms  "
-                  f"max {max(latencies) * 1000:.1f} ms  mean {statistics.mean(latencies) * 1000:.1f} ms  "
-                  f"(n={len(latencies)}; target p99 < 50 ms)")
+            print(
+                f"(c) latency at {args.rate}/s for {args.seconds}s      p50 {p50:.1f} ms  p99 {p99:.1f} ms  "
+                f"max {max(latencies) * 1000:.1f} ms  mean {statistics.mean(latencies) * 1000:.1f} ms  "
+                f"(n={len(latencies)}; target p99 < 50 ms)"
+            )
     finally:
         for ledger in ledgers:
             ledger.send_signal(signal.SIGTERM)

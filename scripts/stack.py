@@ -57,8 +57,14 @@ def main() -> int:
 
     def start(name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         log = (logs / f"{name}.log").open("ab")
-        children.append((name, subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                                env={**os.environ, **(env or {})})))
+        children.append(
+            (
+                name,
+                subprocess.Popen(
+                    args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+                ),
+            )
+        )
 
     def stop(*_: object) -> None:
         for name, child in reversed(children):
@@ -86,22 +92,30 @@ def main() -> int:
     probe = subprocess.run([str(notifier), "serve", "--help"], capture_output=True, check=False)
     has_notifier = probe.returncode == 0 and b"notifier serve" in probe.stdout
     if has_notifier:
-        start("notifier", [str(notifier), "serve"], {**common, "NOTIFIER_HTTP_PORT": str(NOTIFIER_HTTP_PORT),
-                                                    "NOTIFIER_DATA_DIR": str(VAR)})
+        start(
+            "notifier",
+            [str(notifier), "serve"],
+            {**common, "NOTIFIER_HTTP_PORT": str(NOTIFIER_HTTP_PORT), "NOTIFIER_DATA_DIR": str(VAR)},
+        )
         wait(lambda: http_ok(NOTIFIER_HTTP_PORT, "/healthz"), "notifier serve")
     base = f"http://127.0.0.1:{LEDGER_HTTP_PORT}"
     notifier_line = f"\n  notifier        http://127.0.0.1:{NOTIFIER_HTTP_PORT}/metrics  /healthz  /readyz"
-    print(f"""
+    print(
+        f"""
 stack: running (data in {VAR}, logs in {logs}); Ctrl-C stops everything.
   NATS            {nats_url}   (JetStream streams LEDGER_IN, LEDGER_OUT, LEDGER_REJECTED)
   ledger report   {base}/report   ({base}/report/introducer?id=..., {base}/report/client?id=...)
   ledger metrics  {base}/metrics   health {base}/healthz   ready {base}/readyz
-  AsyncAPI        {base}/asyncapi""" + (notifier_line if has_notifier else "") + f"""
+  AsyncAPI        {base}/asyncapi"""
+        + (notifier_line if has_notifier else "")
+        + f"""
 
 Try, in another terminal:
   NATS_URL={nats_url} .venv/bin/ledger publish ../shared/spec/examples/01-standard-introduction.jsonl
   curl -s {base}/report
-""", flush=True)
+""",
+        flush=True,
+    )
     while True:
         for name, child in children:
             if child.poll() is not None:
