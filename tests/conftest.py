@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.postgres import PostgresServer, unavailable_reason
+from tests.support.stores import StoreUnderTest
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT.parent / "shared" / "spec"
@@ -29,6 +33,27 @@ def envelope(type_suffix: str, data: dict[str, Any], id: str | None = None, **ex
     }
     doc.update(extra)
     return json.dumps(doc)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session (each test gets its own database)."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    server = PostgresServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreUnderTest:
+    """The same suite on each event store: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        path = tmp_path / "ledger.sqlite3"
+        return StoreUnderTest("sqlite", f"sqlite:///{path}", sqlite_path=path)
+    pg = request.getfixturevalue("pg_server")
+    return StoreUnderTest("postgres", pg.new_database(), pg=pg)
 
 
 @pytest.fixture(scope="session")

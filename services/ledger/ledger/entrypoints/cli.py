@@ -126,8 +126,7 @@ def report(
         result = _feed(ledger, events)
         rejected, summary = result.rejected, result.summary()
     else:
-        ledger = build_ledger(_settings())
-        ledger.catch_up()
+        ledger = _open_ledger(_settings())
         rejected, summary = [], None
     books = ledger.books(as_of=day, at_position=at_position)
     position = ledger.head_position if at_position is None else min(at_position, ledger.head_position)
@@ -149,8 +148,7 @@ def ingest(
 ) -> None:
     """Append files' facts to the configured store (idempotent: re-running changes nothing)."""
     settings = _settings()
-    ledger = build_ledger(settings)
-    ledger.catch_up()
+    ledger = _open_ledger(settings)
     total: dict[str, int] = {"lines": 0, "accepted": 0, "duplicates": 0, "rejected": 0}
     for path in files:
         result = _feed(ledger, path)
@@ -247,9 +245,7 @@ def _source_ledger(events: Path | None) -> Any:
         for r in result.rejected:
             err.print(f"{events}:{r.line}: {r.reason}: {r.message}")
         return ledger
-    ledger = build_ledger(_settings())
-    ledger.catch_up()
-    return ledger
+    return _open_ledger(_settings())
 
 
 @app.command()
@@ -359,7 +355,7 @@ def audit_verify(
 
     settings = _settings()
     checkpoints = [_checkpoint(text) for text in against or []]
-    store: EventSourcedFactStore = build_store(settings)
+    store: EventSourcedFactStore = _guard_store(settings, lambda: build_store(settings))
     started = time.perf_counter()
 
     def records() -> Any:
@@ -438,6 +434,33 @@ def _checkpoint(text: str) -> Any:
         return Checkpoint.parse(text)
     except (ValueError, KeyError, TypeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--against") from None
+
+
+def _guard_store(settings: Settings, action: Any) -> Any:
+    """Run ``action``; a store that cannot be reached or does not verify is a clear error."""
+    from eventsourcing.persistence import PersistenceError
+
+    from ledger.application.ports import IntegrityCheckError
+
+    try:
+        return action()
+    except IntegrityCheckError as exc:
+        err.print(f"[red]integrity error:[/red] {exc}")
+        raise typer.Exit(3) from None
+    except (PersistenceError, OSError) as exc:
+        err.print(f"[red]error:[/red] cannot use the store {settings.redacted_store_url()}: {exc}")
+        raise typer.Exit(2) from None
+
+
+def _open_ledger(settings: Settings) -> Any:
+    """The ledger on the configured store, caught up."""
+
+    def open_and_catch_up() -> Any:
+        ledger = build_ledger(settings)
+        ledger.catch_up()
+        return ledger
+
+    return _guard_store(settings, open_and_catch_up)
 
 
 def _settings() -> Settings:

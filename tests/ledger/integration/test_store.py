@@ -1,20 +1,20 @@
-"""The SQLite event store through the CLI: ingest is append-only and idempotent."""
+"""The event store (SQLite and PostgreSQL) through the CLI: ingest is append-only and idempotent."""
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import EXAMPLE_NAMES, EXAMPLES, envelope
+from tests.support.stores import StoreUnderTest
 
 
-def ledger(*args: str, store: Path, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    environ = {**os.environ, "LEDGER_STORE_URL": f"sqlite:///{store}"}
+def ledger(*args: str, store: StoreUnderTest, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    environ = {**os.environ, "LEDGER_STORE_URL": store.url}
     return subprocess.run(
         [sys.executable, "-m", "ledger.entrypoints.cli", *args],
         capture_output=True,
@@ -24,13 +24,12 @@ def ledger(*args: str, store: Path, check: bool = True) -> subprocess.CompletedP
     )
 
 
-def report(store: Path, *args: str) -> dict[str, Any]:
+def report(store: StoreUnderTest, *args: str) -> dict[str, Any]:
     return json.loads(ledger("report", "--format", "json", *args, store=store).stdout)
 
 
-def test_ingest_then_report_equals_replay(tmp_path: Path) -> None:
+def test_ingest_then_report_equals_replay(tmp_path: Path, store: StoreUnderTest) -> None:
     """`ledger ingest` + `ledger report` give the same figures as `report --events`."""
-    store = tmp_path / "ledger.sqlite3"
     files = [str(EXAMPLES / f"{n}.jsonl") for n in EXAMPLE_NAMES]
     out = json.loads(ledger("ingest", *files, store=store).stdout)
     assert out["accepted"] == out["head_position"] > 0
@@ -58,9 +57,8 @@ def test_ingest_then_report_equals_replay(tmp_path: Path) -> None:
         assert live[key] == replay[key], key
 
 
-def test_ingest_twice_changes_nothing(tmp_path: Path) -> None:
+def test_ingest_twice_changes_nothing(tmp_path: Path, store: StoreUnderTest) -> None:
     """Re-running ingest on the same file stores nothing new (idempotent by envelope id)."""
-    store = tmp_path / "ledger.sqlite3"
     path = EXAMPLES / "01-standard-introduction.jsonl"
     first = json.loads(ledger("ingest", str(path), store=store).stdout)
     before = report(store)
@@ -68,13 +66,13 @@ def test_ingest_twice_changes_nothing(tmp_path: Path) -> None:
     assert second["accepted"] == 0 and second["duplicates"] == first["accepted"]
     assert second["head_position"] == first["head_position"]
     assert report(store) == before
-    rows = sqlite3.connect(store).execute("SELECT COUNT(*) FROM stored_events").fetchone()[0]
-    assert rows == first["accepted"]
+    assert store.count() == first["accepted"]
 
 
-def test_conflicting_business_id_is_refused_and_the_first_stands(tmp_path: Path) -> None:
+def test_conflicting_business_id_is_refused_and_the_first_stands(
+    tmp_path: Path, store: StoreUnderTest
+) -> None:
     """The same invoice id with different data under a new envelope id is a conflict."""
-    store = tmp_path / "ledger.sqlite3"
     data = {
         "invoice_id": "I-1",
         "adviser_id": "a",
@@ -99,9 +97,8 @@ def test_conflicting_business_id_is_refused_and_the_first_stands(tmp_path: Path)
     assert b"conflict" in proc.stderr and b":2:" in proc.stderr
 
 
-def test_report_as_of_and_at_position(tmp_path: Path) -> None:
+def test_report_as_of_and_at_position(tmp_path: Path, store: StoreUnderTest) -> None:
     """A store report can be taken as of a business day or of a log position."""
-    store = tmp_path / "ledger.sqlite3"
     ledger("ingest", str(EXAMPLES / "01-standard-introduction.jsonl"), store=store)
     early = report(store, "--as-of", "2025-06-30")
     assert [c["invoice_id"] for c in early["commissions"]] == ["2025-0311"]
@@ -124,3 +121,21 @@ def test_bad_store_url_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert b"LEDGER_STORE_URL" in proc.stderr
+
+
+def test_unreachable_postgres_is_a_clear_error() -> None:
+    """A PostgreSQL store that cannot be reached fails fast with a readable message."""
+    environ = {
+        **os.environ,
+        "LEDGER_STORE_URL": "postgresql://nobody:pw@127.0.0.1:9/none",
+        "LEDGER_POSTGRES_CONNECT_TIMEOUT_S": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "ledger.entrypoints.cli", "report"],
+        capture_output=True,
+        check=False,
+        env=environ,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert b"127.0.0.1" in proc.stderr and b"Traceback" not in proc.stderr
