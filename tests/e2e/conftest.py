@@ -1,4 +1,5 @@
-"""Fixtures that start real processes: nats-server and `ledger serve`."""
+"""Fixtures that start real processes: nats-server and `ledger serve` (on SQLite, then on
+PostgreSQL: the `store` fixture runs each test on both)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.servers import LedgerProcess, NatsServer
+from tests.support.stores import StoreUnderTest
 
 
 @pytest.fixture
@@ -18,8 +20,8 @@ def nats(tmp_path: Path) -> Iterator[NatsServer]:
 
 
 @pytest.fixture
-def ledger_service(tmp_path: Path, nats: NatsServer) -> Iterator[LedgerProcess]:
-    service = LedgerProcess(nats.url, f"sqlite:///{tmp_path / 'store' / 'ledger.sqlite3'}", tmp_path)
+def ledger_service(tmp_path: Path, nats: NatsServer, store: StoreUnderTest) -> Iterator[LedgerProcess]:
+    service = LedgerProcess(nats.url, store.url, tmp_path)
     service.start()
     yield service
     service.kill()

@@ -12,6 +12,7 @@ from pathlib import Path
 from tests.support.history import generate
 from tests.support.jetstream import read_stream
 from tests.support.servers import VENV_BIN, LedgerProcess, NatsServer, run_cli, wait_for
+from tests.support.stores import StoreUnderTest
 
 # the head hash depends on arrival order, which redelivery after a kill may change; the
 # figures do not (they are a function of the set of facts)
@@ -28,7 +29,9 @@ FIGURES = (
 )
 
 
-def test_sigkill_at_random_points_then_restart_matches_clean_replay(tmp_path: Path, nats: NatsServer) -> None:
+def test_sigkill_at_random_points_then_restart_matches_clean_replay(
+    tmp_path: Path, nats: NatsServer, store: StoreUnderTest
+) -> None:
     """Three SIGKILLs at random moments while facts stream in; after restarts the report equals
     a clean replay and every derived event id appears once on ledger.out."""
     rng = random.Random(20261123)
@@ -36,7 +39,10 @@ def test_sigkill_at_random_points_then_restart_matches_clean_replay(tmp_path: Pa
     lines = list(generate(6000, seed=7))
     history.write_text("\n".join(lines) + "\n")
     service = LedgerProcess(
-        nats.url, f"sqlite:///{tmp_path / 'store.sqlite3'}", tmp_path, env_extra={"LEDGER_BATCH_SIZE": "50", "LEDGER_ACK_WAIT_S": "2"}
+        nats.url,
+        store.url,
+        tmp_path,
+        env_extra={"LEDGER_BATCH_SIZE": "50", "LEDGER_ACK_WAIT_S": "2"},
     )
     service.start()
     publisher = subprocess.Popen(

@@ -11,6 +11,7 @@ from tests.conftest import EXAMPLE_NAMES, EXAMPLES
 from tests.ledger.unit.test_derive import derive_all
 from tests.support.jetstream import delete_consumer, publish_raw, read_stream, request
 from tests.support.servers import LedgerProcess, NatsServer, run_cli, wait_for
+from tests.support.stores import StoreUnderTest
 
 FIGURES = (
     "introductions",
@@ -208,10 +209,12 @@ def test_sigterm_stops_cleanly_and_restart_resumes(
     assert {k: v for k, v in ledger_service.get_json("/report").items()} == report
 
 
-def test_checkpoints_are_published_and_verify_against_the_store(tmp_path: Path, nats: NatsServer) -> None:
+def test_checkpoints_are_published_and_verify_against_the_store(
+    tmp_path: Path, nats: NatsServer, store: StoreUnderTest
+) -> None:
     """The chain head is published on ledger.out.audit.checkpoint; `ledger audit verify
     --against` that checkpoint passes on the service's store."""
-    store_url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    store_url = store.url
     service = LedgerProcess(nats.url, store_url, tmp_path, env_extra={"LEDGER_CHECKPOINT_INTERVAL_S": "0.2"})
     service.start()
     try:

@@ -7,6 +7,7 @@ concurrent append at a taken position fail, which is how writers are serialised.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,7 +51,9 @@ class EventSourcedFactStore:
     def save_published_position(self, consumer: str, position: int) -> None:
         """Record that ``consumer`` is done with every position up to ``position``."""
         if position > self.published_position(consumer):
-            self._tracking.insert_tracking(Tracking(application_name=consumer, notification_id=position))
+            # (another replica may have recorded this position, or a later one, first)
+            with contextlib.suppress(IntegrityError):
+                self._tracking.insert_tracking(Tracking(application_name=consumer, notification_id=position))
 
     def ping(self) -> None:
         """Raise when the database cannot be reached."""

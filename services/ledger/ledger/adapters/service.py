@@ -282,11 +282,17 @@ class LedgerService:
                 await asyncio.sleep(self.settings.retry_delay_s)
 
     async def _drain_outbox(self) -> None:
+        await self.run(self.ledger.catch_up)  # facts other replicas stored
         while True:
             if not self.pending_events and self.pending_upto <= self.published:
                 if self.deriver.position >= self.ledger.head_position:
                     return
                 self.pending_events, self.pending_upto = await self.run(self._derive_next)
+                # another replica may have published part of this already: derive it (the
+                # deriver needs every position) but publish only what is past its position
+                tracked = await self.run(self.store.published_position, OUTBOX)
+                if tracked > self.published:
+                    self.pending_events = [e for e in self.pending_events if e.position > tracked]
             await self._publish_events(self.pending_events)
             await self.run(self.store.save_published_position, OUTBOX, self.pending_upto)
             self.published = self.pending_upto
