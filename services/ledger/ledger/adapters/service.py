@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any, TypeVar
@@ -40,9 +40,10 @@ from ledger.adapters.asyncapi import complete_asyncapi
 from ledger.adapters.eventstore import EventSourcedFactStore
 from ledger.adapters.jetstream import PipelinedPublisher
 from ledger.adapters.metrics import LedgerMetrics
-from ledger.application.derive import DerivedEvent, Deriver
+from ledger.application.derive import DerivedEvent
 from ledger.application.ledger import Ledger, Outcome
 from ledger.application.outbound import OUTBOUND_MODELS
+from ledger.application.pipeline import Pipeline
 from ledger.application.report import render_report
 from ledger.application.views import client_view, introducer_view
 from ledger.settings import Settings
@@ -50,8 +51,6 @@ from ledger.settings import Settings
 __all__ = ["LedgerService", "build_app"]
 
 T = TypeVar("T")
-OUTBOX = "ledger-outbox-v1"
-OUT_BATCH_POSITIONS = 500
 MAX_QUERY_BYTES = 4096
 
 log = structlog.get_logger("ledger.service")
@@ -69,10 +68,7 @@ class LedgerService:
         self.store = store
         self.ledger = ledger
         self.metrics = LedgerMetrics()
-        self.deriver = Deriver()
-        self.published = 0
-        self.pending_events: list[DerivedEvent] = []
-        self.pending_upto = 0
+        self.pipeline = Pipeline(ledger, store)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-store")
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -89,12 +85,12 @@ class LedgerService:
 
     # start-up and shut-down ------------------------------------------------------
 
+    @property
+    def published(self) -> int:
+        return self.pipeline.published
+
     def _recover(self) -> None:
-        caught = self.ledger.catch_up()
-        self.published = self.store.published_position(OUTBOX)
-        assert self.published <= self.ledger.head_position, (self.published, self.ledger.head_position)
-        for position, fact in enumerate(self.ledger.index.by_position[: self.published], start=1):
-            self.deriver.advance(position, fact)
+        caught = self.pipeline.recover()
         log.info(
             "store recovered",
             facts=caught,
@@ -207,7 +203,7 @@ class LedgerService:
         started = time.perf_counter()
         bound = log.bind(batch_id=batch_id, batch_size=len(raws))
         try:
-            outcomes = await self.run(self._submit_timed, raws)
+            outcomes = await self.run(self.pipeline.accept, raws)
         except Exception as exc:
             self.metrics.store_errors.inc()
             bound.error("batch not stored; it will be redelivered", error=str(exc))
@@ -233,9 +229,6 @@ class LedgerService:
         self._update_gauges()
         self._wake.set()
 
-    def _submit_timed(self, raws: list[bytes]) -> list[Outcome]:
-        return self.ledger.submit(raws)
-
     def _count(self, outcome: Outcome) -> None:
         if outcome.status == "accepted":
             self.metrics.facts_accepted.labels(outcome.fact_type or "unknown").inc()
@@ -260,15 +253,6 @@ class LedgerService:
 
     # outbound (outbox) -------------------------------------------------------------------
 
-    def _derive_next(self) -> tuple[list[DerivedEvent], int]:
-        head = self.ledger.head_position
-        upto = min(head, self.deriver.position + OUT_BATCH_POSITIONS)
-        events: list[DerivedEvent] = []
-        facts = self.ledger.index.by_position
-        for position in range(self.deriver.position + 1, upto + 1):
-            events.extend(self.deriver.advance(position, facts[position - 1]))
-        return events, upto
-
     async def _outbox_loop(self) -> None:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
@@ -282,24 +266,12 @@ class LedgerService:
                 await asyncio.sleep(self.settings.retry_delay_s)
 
     async def _drain_outbox(self) -> None:
-        await self.run(self.ledger.catch_up)  # facts other replicas stored
-        while True:
-            if not self.pending_events and self.pending_upto <= self.published:
-                if self.deriver.position >= self.ledger.head_position:
-                    return
-                self.pending_events, self.pending_upto = await self.run(self._derive_next)
-                # another replica may have published part of this already: derive it (the
-                # deriver needs every position) but publish only what is past its position
-                tracked = await self.run(self.store.published_position, OUTBOX)
-                if tracked > self.published:
-                    self.pending_events = [e for e in self.pending_events if e.position > tracked]
-            await self._publish_events(self.pending_events)
-            await self.run(self.store.save_published_position, OUTBOX, self.pending_upto)
-            self.published = self.pending_upto
-            self.pending_events = []
+        while (chunk := await self.run(self.pipeline.outbox_chunk)) is not None:
+            await self._publish_events(chunk.events)
+            await self.run(self.pipeline.outbox_done, chunk)
             self._update_gauges()
 
-    async def _publish_events(self, events: list[DerivedEvent]) -> None:
+    async def _publish_events(self, events: Sequence[DerivedEvent]) -> None:
         assert self.publisher is not None
         await self.publisher.publish(
             [(e.subject, _cloudevent(e), {"Nats-Msg-Id": e.id}) for e in events],

@@ -298,11 +298,14 @@ class Deriver:
                     events.append(self._donation(ref, old, -old.amount))
                 if new.donor_id is not None and new.amount and (moved or old.amount != new.amount):
                     events.append(self._donation(ref, new, new.amount))
-        before_payable = (
-            ZERO
-            if old is None or (new is not None and old.beneficiary_id != new.beneficiary_id)
-            else old.payable
-        )
+        # payable: what the old beneficiary had payable is withdrawn when the line goes away or
+        # changes hands; the new beneficiary's payable is counted from zero in that case
+        moved_or_gone = old is not None and (new is None or old.beneficiary_id != new.beneficiary_id)
+        if old is not None and moved_or_gone and old.payable:
+            events.append(
+                self._commission("commission.payable", f"{ref}/-{old.beneficiary_id}", _zeroed(old), -old.payable, old)
+            )
+        before_payable = ZERO if old is None or moved_or_gone else old.payable
         if new is not None and new.payable != before_payable:
             events.append(self._commission("commission.payable", ref, new, new.payable - before_payable, old))
         return events

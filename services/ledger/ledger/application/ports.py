@@ -51,5 +51,12 @@ class FactStore(Protocol):
         """Like :meth:`read`, but a record that cannot be decoded is returned as
         (position, reason) instead of raising: for the audit."""
 
+    def published_position(self, consumer: str) -> int:
+        """How far ``consumer`` (e.g. the outbox) got through the log (0 = nowhere)."""
+
+    def save_published_position(self, consumer: str, position: int) -> None:
+        """Record that ``consumer`` is done with every position up to ``position``; a lower
+        or equal position than the recorded one changes nothing."""
+
     def close(self) -> None:
         """Release connections."""

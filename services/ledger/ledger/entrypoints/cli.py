@@ -9,6 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -95,7 +96,8 @@ def _feed(ledger: Any, path: Path) -> ReplayResult:
 def _emit(report: dict[str, Any], fmt: Format | None) -> None:
     chosen = fmt or (Format.table if sys.stdout.isatty() else Format.json)
     if chosen is Format.json:
-        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.flush()
     else:
         print_report_tables(report, Console(width=max(Console().width, 140)))
 
@@ -351,6 +353,7 @@ def audit_verify(
 
     from ledger.adapters.eventstore import EventSourcedFactStore
     from ledger.application.audit import Fault, check_checkpoint, compare_projections, walk_chain
+    from ledger.application.pipeline import OUTBOX
     from ledger.bootstrap import build_store
 
     settings = _settings()
@@ -389,7 +392,7 @@ def audit_verify(
     faults = list(walk.faults)
     for checkpoint in checkpoints:
         faults.extend(check_checkpoint(walk, checkpoint))
-    published = store.published_position("ledger-outbox-v1")
+    published = store.published_position(OUTBOX)
     if published > walk.head_position:
         faults.append(
             Fault(

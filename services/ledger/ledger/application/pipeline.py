@@ -1,0 +1,91 @@
+"""The ledger's processing, independent of any transport.
+
+What `ledger serve` does with each batch of inbound messages and each step of its outbox,
+as plain synchronous steps; the NATS service drives it, and so does the seeded simulation
+(with a fake transport, duplicated and re-ordered deliveries and crashes between steps).
+
+Durable state lives only in the store (the facts and the outbox's published position);
+everything held here is rebuilt by :meth:`Pipeline.recover` after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ledger.application.derive import DerivedEvent, Deriver
+from ledger.application.ledger import Ledger, Outcome
+from ledger.application.ports import FactStore
+
+__all__ = ["OUTBOX", "OutboxChunk", "Pipeline"]
+
+#: The outbox's name for its tracked position in the store.
+OUTBOX = "ledger-outbox-v1"
+#: Most log positions derived (and published) in one outbox step.
+CHUNK_POSITIONS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxChunk:
+    """Derived events of the positions up to ``upto``, to publish before marking them done."""
+
+    events: tuple[DerivedEvent, ...]
+    upto: int
+
+
+class Pipeline:
+    """Inbound batches in, derived events out; one instance per running process."""
+
+    def __init__(self, ledger: Ledger, store: FactStore, chunk_positions: int = CHUNK_POSITIONS) -> None:
+        assert 1 <= chunk_positions <= 100_000, chunk_positions
+        self.ledger = ledger
+        self.store = store
+        self.chunk_positions = chunk_positions
+        self.deriver = Deriver()
+        self.published = 0
+        self._pending: OutboxChunk | None = None
+
+    def recover(self) -> int:
+        """Catch up with the store and bring the deriver to the published position (its
+        events are already out). Returns how many facts were read."""
+        caught = self.ledger.catch_up()
+        self.published = self.store.published_position(OUTBOX)
+        if self.published > self.ledger.head_position:
+            raise RuntimeError(
+                f"derived events were published up to position {self.published} but the log ends at "
+                f"{self.ledger.head_position}: facts are missing; run `ledger audit verify`"
+            )
+        for position, fact in enumerate(self.ledger.index.by_position[: self.published], start=1):
+            self.deriver.advance(position, fact)
+        return caught
+
+    def accept(self, messages: Sequence[bytes | str]) -> list[Outcome]:
+        """Validate and store one batch (one transaction); durable when this returns."""
+        return self.ledger.submit(messages)
+
+    def outbox_chunk(self) -> OutboxChunk | None:
+        """The next derived events to publish (the same chunk again until it is marked done),
+        or None when everything stored is published."""
+        if self._pending is not None:
+            return self._pending
+        self.ledger.catch_up()  # facts other replicas stored
+        head = self.ledger.head_position
+        if self.deriver.position >= head:
+            return None
+        upto = min(head, self.deriver.position + self.chunk_positions)
+        facts = self.ledger.index.by_position
+        events: list[DerivedEvent] = []
+        for position in range(self.deriver.position + 1, upto + 1):
+            events.extend(self.deriver.advance(position, facts[position - 1]))
+        # another replica may have published part of this: the deriver needed every position,
+        # but only what lies past the tracked position still has to go out
+        tracked = self.store.published_position(OUTBOX)
+        self._pending = OutboxChunk(tuple(e for e in events if e.position > tracked), upto)
+        return self._pending
+
+    def outbox_done(self, chunk: OutboxChunk) -> None:
+        """Every event of ``chunk`` was acknowledged by the broker: record the position."""
+        assert chunk is self._pending, "only the pending chunk can be marked done"
+        self.store.save_published_position(OUTBOX, chunk.upto)
+        self.published = chunk.upto
+        self._pending = None
