@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     metrics_poll_s: float = Field(default=2.0, gt=0, le=300)
     ready_timeout_s: float = Field(default=2.0, gt=0, le=60)
     ready_max_pending: int = Field(default=100_000, ge=0)
+    #: When set, report queries (HTTP and NATS) need this token; metrics and health do not.
+    query_token: SecretStr | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -87,6 +89,7 @@ class Settings(BaseSettings):
         """The configuration to log at start-up, secrets hidden."""
         shown = self.model_dump(mode="json")
         shown["store_url"] = self.redacted_store_url()
+        shown["query_token"] = "***" if self.query_token is not None else None
         shown["nats_url"] = ",".join(_redact(u) for u in self.nats_url.split(","))
         return shown
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ledger.adapters.asyncapi import complete_asyncapi
 from ledger.adapters.eventstore import EventSourcedFactStore
+from ledger.adapters.http_guard import MAX_QUERY_BYTES
 from ledger.adapters.jetstream import PipelinedPublisher
 from ledger.adapters.metrics import LedgerMetrics
 from ledger.application.derive import DerivedEvent
@@ -51,7 +53,6 @@ from ledger.settings import Settings
 __all__ = ["LedgerService", "build_app"]
 
 T = TypeVar("T")
-MAX_QUERY_BYTES = 4096
 
 log = structlog.get_logger("ledger.service")
 
@@ -419,6 +420,20 @@ def _query_params(scope: Scope) -> dict[str, Any]:
     return out
 
 
+def _bearer(scope: Scope) -> str | None:
+    header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def _token_ok(settings: Settings, given: object) -> bool:
+    """No token configured: open. Otherwise the given one must match (constant time)."""
+    if settings.query_token is None:
+        return True
+    expected = settings.query_token.get_secret_value().encode()
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), expected)
+
+
 def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerService]:
     """Wire the service from settings. Nothing connects until the app starts."""
     from ledger.bootstrap import build_store, utc_now
@@ -436,9 +451,13 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
 
     async def answer(body: bytes, view: str) -> dict[str, Any]:
         try:
+            if len(body) > MAX_QUERY_BYTES:
+                raise QueryError(f"query of {len(body)} bytes exceeds {MAX_QUERY_BYTES}")
             params = orjson.loads(body) if body.strip() else {}
             if not isinstance(params, dict):
                 raise QueryError("the query must be a JSON object")
+            if not _token_ok(settings, params.pop("token", None)):
+                return {"error": {"reason": "unauthorized", "message": "a valid token is required"}}
             if view != "report" and f"{view}_id" not in params:
                 raise QueryError(f"{view}_id is required")
             return await service.query(params, "nats")
@@ -486,6 +505,10 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
 
     def http_query(view: str) -> Callable[[Scope], Any]:
         async def handler(scope: Scope) -> AsgiResponse:
+            if not _token_ok(settings, _bearer(scope)):
+                return _json(
+                    {"error": {"reason": "unauthorized", "message": "a valid bearer token is required"}}, 401
+                )
             try:
                 params = _query_params(scope)
                 if view != "report":

@@ -303,7 +303,9 @@ class Deriver:
         moved_or_gone = old is not None and (new is None or old.beneficiary_id != new.beneficiary_id)
         if old is not None and moved_or_gone and old.payable:
             events.append(
-                self._commission("commission.payable", f"{ref}/-{old.beneficiary_id}", _zeroed(old), -old.payable, old)
+                self._commission(
+                    "commission.payable", f"{ref}/-{old.beneficiary_id}", _zeroed(old), -old.payable, old
+                )
             )
         before_payable = ZERO if old is None or moved_or_gone else old.payable
         if new is not None and new.payable != before_payable:

@@ -198,6 +198,7 @@ def serve() -> None:
     import structlog
 
     from ledger.adapters.asgi_server import serve_asgi
+    from ledger.adapters.http_guard import HttpGuard
     from ledger.adapters.service import build_app
     from ledger.logs import configure_logging
 
@@ -207,7 +208,11 @@ def serve() -> None:
     structlog.get_logger("ledger").info("ledger starting", config=settings.effective())
     asyncio.run(
         serve_asgi(
-            asgi, settings.http_host, settings.http_port, settings.graceful_timeout_s, settings.log_level
+            HttpGuard(asgi),
+            settings.http_host,
+            settings.http_port,
+            settings.graceful_timeout_s,
+            settings.log_level,
         )
     )
 
