@@ -50,7 +50,7 @@ from ledger.application.report import render_report
 from ledger.application.views import client_view, introducer_view
 from ledger.settings import Settings
 
-__all__ = ["LedgerService", "build_app"]
+__all__ = ["LedgerService", "QueryError", "answer_query", "build_app", "query_params"]
 
 T = TypeVar("T")
 
@@ -79,6 +79,7 @@ class LedgerService:
         self.ready_reason = "starting"
         self._in_hand: asyncio.Future[None] | None = None
         self.publisher: PipelinedPublisher | None = None
+        self._subscription: JetStreamContext.PullSubscription | None = None
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the single store thread (eventsourcing has no async API)."""
@@ -119,6 +120,7 @@ class LedgerService:
             except NotFoundError:
                 await js.add_stream(config)
         subscription = await self._ensure_in_stream(js)
+        self._subscription = subscription
         self.publisher = PipelinedPublisher(broker.config.connection_state.connection)
         await self.publisher.start()
         self._tasks = [
@@ -187,6 +189,10 @@ class LedgerService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._subscription is not None:
+            # a pending fetch would otherwise hold the connection's drain for its full timeout
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._drain_outbox(), self.settings.graceful_timeout_s)
 
@@ -407,7 +413,7 @@ def _json(body: Any, status: int = 200) -> AsgiResponse:
     )
 
 
-def _query_params(scope: Scope) -> dict[str, Any]:
+def query_params(scope: Scope) -> dict[str, Any]:
     raw = scope.get("query_string", b"")
     if len(raw) > MAX_QUERY_BYTES:
         raise QueryError("query string too long")
@@ -418,6 +424,23 @@ def _query_params(scope: Scope) -> dict[str, Any]:
             raise QueryError(f"parameter {key!r} given {len(values)} times")
         out[key] = values[0]
     return out
+
+
+async def answer_query(service: LedgerService, body: bytes, view: str) -> dict[str, Any]:
+    """Answer one NATS request/reply query (JSON body) with the view or a refusal."""
+    try:
+        if len(body) > MAX_QUERY_BYTES:
+            raise QueryError(f"query of {len(body)} bytes exceeds {MAX_QUERY_BYTES}")
+        params = orjson.loads(body) if body.strip() else {}
+        if not isinstance(params, dict):
+            raise QueryError("the query must be a JSON object")
+        if not _token_ok(service.settings, params.pop("token", None)):
+            return {"error": {"reason": "unauthorized", "message": "a valid token is required"}}
+        if view != "report" and f"{view}_id" not in params:
+            raise QueryError(f"{view}_id is required")
+        return await service.query(params, "nats")
+    except (QueryError, orjson.JSONDecodeError) as exc:
+        return {"error": {"reason": "bad_query", "message": str(exc)}}
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -450,19 +473,7 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
     )
 
     async def answer(body: bytes, view: str) -> dict[str, Any]:
-        try:
-            if len(body) > MAX_QUERY_BYTES:
-                raise QueryError(f"query of {len(body)} bytes exceeds {MAX_QUERY_BYTES}")
-            params = orjson.loads(body) if body.strip() else {}
-            if not isinstance(params, dict):
-                raise QueryError("the query must be a JSON object")
-            if not _token_ok(settings, params.pop("token", None)):
-                return {"error": {"reason": "unauthorized", "message": "a valid token is required"}}
-            if view != "report" and f"{view}_id" not in params:
-                raise QueryError(f"{view}_id is required")
-            return await service.query(params, "nats")
-        except (QueryError, orjson.JSONDecodeError) as exc:
-            return {"error": {"reason": "bad_query", "message": str(exc)}}
+        return await answer_query(service, body, view)
 
     @broker.subscriber(
         "ledger.query.report",
@@ -510,7 +521,7 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
                     {"error": {"reason": "unauthorized", "message": "a valid bearer token is required"}}, 401
                 )
             try:
-                params = _query_params(scope)
+                params = query_params(scope)
                 if view != "report":
                     key = f"{view}_id"
                     if "id" in params:

@@ -36,6 +36,7 @@ from ledger.domain.money import MAX_AMOUNT, fits_currency, is_known_currency, mi
 __all__ = [
     "INBOUND_TYPES",
     "MAX_MESSAGE_BYTES",
+    "REASON_CODES",
     "Envelope",
     "ParsedFact",
     "Refusal",
@@ -526,6 +527,31 @@ class ParsedFact:
     #: The envelope exactly as received (JSON values), what the log stores.
     document: dict[str, Any]
 
+
+#: Every reason code a refusal can carry (documented in the README).
+REASON_CODES = frozenset(
+    {
+        "invalid_json",
+        "too_large",
+        "invalid_envelope",
+        "unknown_type",
+        "missing_field",
+        "unknown_field",
+        "wrong_type",
+        "money_as_number",
+        "rate_as_number",
+        "negative_amount",
+        "invalid_amount",
+        "too_many_decimals",
+        "unknown_currency",
+        "invalid_id",
+        "invalid_date",
+        "invalid_terms",
+        "invalid_value",
+        "invalid_data",
+        "conflict",
+    }
+)
 
 _OUR_CODES = {
     "money_as_number",

@@ -1,0 +1,1 @@
+"""Notifier adapters: SQLite store, SMTP, webhooks, NATS JetStream, metrics, HTTP."""

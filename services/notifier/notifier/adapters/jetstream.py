@@ -1,0 +1,111 @@
+"""NATS JetStream plumbing of the notifier (nats-py): the durable pull consumer on
+``LEDGER_OUT`` and the ``NOTIFIER_FAILED`` stream with its publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import structlog
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from notifier.application.ports import FailureNotice
+
+__all__ = [
+    "FAILED_STREAM",
+    "FAILED_SUBJECT",
+    "IN_FILTER",
+    "IN_STREAM",
+    "NatsFailurePublisher",
+    "ensure_failed_stream",
+    "subscribe_ledger_out",
+    "wait_for_stream",
+]
+
+IN_STREAM = "LEDGER_OUT"
+IN_FILTER = "ledger.out.>"
+FAILED_STREAM = "NOTIFIER_FAILED"
+FAILED_SUBJECT = "notifier.failed"
+
+log = structlog.get_logger("notifier.jetstream")
+
+
+async def ensure_failed_stream(js: JetStreamContext, duplicate_window_s: float) -> None:
+    """Create (or update) stream ``NOTIFIER_FAILED`` on subject ``notifier.failed`` only."""
+    config = StreamConfig(
+        name=FAILED_STREAM,
+        subjects=[FAILED_SUBJECT],
+        storage=StorageType.FILE,
+        duplicate_window=duplicate_window_s,
+        discard=DiscardPolicy.OLD,
+    )
+    try:
+        await js.stream_info(FAILED_STREAM)
+        await js.update_stream(config)
+    except NotFoundError:
+        await js.add_stream(config)
+
+
+async def wait_for_stream(
+    js: JetStreamContext,
+    name: str,
+    interval_s: float,
+    stopping: asyncio.Event,
+    on_wait: Callable[[str], None],
+) -> bool:
+    """Wait until stream ``name`` exists (the ledger creates ``LEDGER_OUT``); False if
+    stopped first. Never raises: NATS errors are logged and retried."""
+    told = False
+    while not stopping.is_set():
+        try:
+            await js.stream_info(name)
+            return True
+        except NotFoundError:
+            reason = f"waiting for stream {name} (the ledger creates it)"
+        except Exception as exc:
+            reason = f"cannot read stream {name}: {exc}"
+        on_wait(reason)
+        if not told:
+            log.warning(reason + "; retrying", every_s=interval_s)
+            told = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=interval_s)
+    return False
+
+
+async def subscribe_ledger_out(
+    js: JetStreamContext, consumer_name: str, ack_wait_s: float, max_ack_pending: int
+) -> JetStreamContext.PullSubscription:
+    """The durable pull consumer (explicit acks) on ``ledger.out.>``."""
+    return await js.pull_subscribe(
+        IN_FILTER,
+        durable=consumer_name,
+        stream=IN_STREAM,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait_s,
+            max_ack_pending=max_ack_pending,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subject=IN_FILTER,
+        ),
+    )
+
+
+class NatsFailurePublisher:
+    """Publishes failure notices to ``notifier.failed`` and waits for JetStream's PubAck."""
+
+    def __init__(self, js: Callable[[], JetStreamContext], timeout_s: float = 10.0) -> None:
+        self._js = js
+        self._timeout_s = timeout_s
+
+    async def publish(self, notice: FailureNotice, msg_id: str) -> None:
+        await self._js().publish(
+            FAILED_SUBJECT,
+            notice.model_dump_json().encode(),
+            timeout=self._timeout_s,
+            stream=FAILED_STREAM,
+            headers={"Nats-Msg-Id": msg_id, "Content-Type": "application/json"},
+        )

@@ -1,0 +1,135 @@
+"""Alerts as text, from Jinja2 templates (``notifier/templates/<language>/``).
+
+A template defines two blocks: ``subject`` (one line) and ``body`` (plain text). The
+templates own every word; Python hands them the typed event and the formatting functions
+of :mod:`notifier.application.formatting` bound to the reader's language.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from notifier.application.formatting import format_day, format_money, format_rate
+from notifier.domain.events import Balance, CommissionEvent, DonationCredited, Introducer, Language
+
+__all__ = ["TEMPLATES", "DigestItem", "Rendered", "Renderer", "closing_balances"]
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+MAX_SUBJECT_CHARS = 200
+MAX_TEXT_CHARS = 200_000
+#: Line breaks and ordinary spaces (no-break spaces inside amounts are kept).
+_SPACES = re.compile(r"[ \t\r\n\v\f\x1c-\x1f\x85\u2028\u2029]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One alert, ready for any channel."""
+
+    subject: str
+    text: str
+    language: Language
+
+
+@dataclass(frozen=True, slots=True)
+class DigestItem:
+    """One event in a daily digest."""
+
+    event_id: str
+    kind: str
+    position: int
+    payload: CommissionEvent | DonationCredited
+
+
+def closing_balances(items: Sequence[DigestItem]) -> dict[str, Balance]:
+    """Per currency, the balance carried by the latest commission event of the digest."""
+    latest: dict[str, tuple[int, Balance]] = {}
+    for item in items:
+        if isinstance(item.payload, CommissionEvent):
+            currency = item.payload.currency
+            if currency not in latest or item.position >= latest[currency][0]:
+                latest[currency] = (item.position, item.payload.balance)
+    return {currency: latest[currency][1] for currency in sorted(latest)}
+
+
+class Renderer:
+    """Renders alerts in French (default) or English."""
+
+    def __init__(self, directory: Path = TEMPLATES) -> None:
+        self._env = Environment(
+            loader=FileSystemLoader(directory),
+            autoescape=select_autoescape(("html", "xml"), default_for_string=False, default=False),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+
+    def render_event(
+        self,
+        kind: str,
+        payload: CommissionEvent | DonationCredited,
+        introducer: Introducer,
+        event_id: str,
+        position: int,
+    ) -> Rendered:
+        language = introducer.language
+        context: dict[str, Any] = {
+            **self._helpers(language),
+            "kind": kind,
+            "e": payload,
+            "introducer": introducer,
+            "event_id": event_id,
+            "position": position,
+        }
+        return self._render(f"{language}/{kind}.txt.j2", context, language)
+
+    def render_digest(
+        self, items: Sequence[DigestItem], introducer: Introducer, day: date, digest_id: str
+    ) -> Rendered:
+        assert items, "an empty digest is never sent"
+        language = introducer.language
+        ordered = sorted(items, key=lambda item: (item.position, item.event_id))
+        context: dict[str, Any] = {
+            **self._helpers(language),
+            "items": ordered,
+            "introducer": introducer,
+            "digest_day": day,
+            "digest_id": digest_id,
+            "balances": closing_balances(ordered),
+        }
+        return self._render(f"{language}/digest.txt.j2", context, language)
+
+    def _render(self, name: str, context: dict[str, Any], language: Language) -> Rendered:
+        template = self._env.get_template(name)
+        subject = "".join(template.blocks["subject"](template.new_context(context)))
+        text = "".join(template.blocks["body"](template.new_context(context)))
+        subject = _SPACES.sub(" ", subject).strip()[:MAX_SUBJECT_CHARS]
+        text = "\n".join(line.rstrip() for line in text.strip().splitlines()) + "\n"
+        assert subject, name
+        assert len(text) <= MAX_TEXT_CHARS, (name, len(text))
+        return Rendered(subject=subject, text=text, language=language)
+
+    @staticmethod
+    def _helpers(language: Language) -> dict[str, Any]:
+        def money(amount: Decimal, currency: str) -> str:
+            return format_money(amount, currency, language)
+
+        def rate(value: Decimal) -> str:
+            return format_rate(value, language)
+
+        def day(value: date) -> str:
+            return format_day(value, language)
+
+        def last_day(window_end: date) -> date:
+            """The last day of a half-open window [start, end)."""
+            return window_end - timedelta(days=1)
+
+        return {"money": money, "rate": rate, "day": day, "last_day": last_day, "language": language}

@@ -1,0 +1,119 @@
+"""The one wiring module: builds the notifier from settings. Nothing connects at import
+time; the app connects to NATS when it starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from faststream.asgi import AsgiFastStream
+from faststream.nats import NatsBroker
+
+from notifier.adapters.email import SmtpEmailSender
+from notifier.adapters.metrics import NotifierMetrics
+from notifier.adapters.service import NotifierService, build_asgi
+from notifier.adapters.store import SqliteAlertStore
+from notifier.adapters.webhook import HttpWebhookSender
+from notifier.application.dispatcher import DigestPolicy, Dispatcher, SerialRunner
+from notifier.application.ports import Clock, FailurePublisher, Sender
+from notifier.application.render import Renderer
+from notifier.domain.backoff import RetryPolicy
+from notifier.domain.events import Channel
+from notifier.settings import NotifierSettings
+
+__all__ = ["Core", "build_app", "build_core", "utc_now"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Core:
+    """The dispatcher and what it owns."""
+
+    dispatcher: Dispatcher
+    store: SqliteAlertStore
+    runner: SerialRunner
+    senders: dict[Channel, Sender]
+    metrics: NotifierMetrics
+
+
+def build_senders(settings: NotifierSettings, clock: Clock) -> dict[Channel, Sender]:
+    senders: dict[Channel, Sender] = {}
+    if settings.email_enabled:
+        senders["email"] = SmtpEmailSender(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            security=settings.resolved_smtp_security(),
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value(),
+            sender=settings.smtp_from,
+            timeout_s=settings.smtp_timeout_s,
+            validate_certs=settings.smtp_validate_certs,
+            clock=clock,
+        )
+    if settings.webhook_enabled:
+        senders["webhook"] = HttpWebhookSender(
+            master_secret=settings.webhook_secret.get_secret_value(),
+            timeout_s=settings.webhook_timeout_s,
+            allow_http=settings.webhook_allow_http,
+            per_host=settings.webhook_per_host,
+        )
+    return senders
+
+
+def build_core(settings: NotifierSettings, publisher: FailurePublisher, clock: Clock = utc_now) -> Core:
+    """Store, renderer, channels and dispatcher from settings (used by serve and the CLI)."""
+    store = SqliteAlertStore(settings.resolved_store_path())
+    runner = SerialRunner()
+    metrics = NotifierMetrics()
+    senders = build_senders(settings, clock)
+    dispatcher = Dispatcher(
+        store=store,
+        renderer=Renderer(),
+        senders=senders,
+        publisher=publisher,
+        observer=metrics,
+        policy=RetryPolicy(
+            max_attempts=settings.max_attempts,
+            base_s=settings.backoff_base_s,
+            max_s=settings.backoff_max_s,
+            jitter=settings.backoff_jitter,
+        ),
+        digest=DigestPolicy(
+            mode=settings.digest_mode,
+            introducers=settings.digest_introducer_ids(),
+            hour=settings.digest_hour,
+            zone=ZoneInfo(settings.timezone),
+        ),
+        clock=clock,
+        run=runner,
+        send_concurrency=settings.send_concurrency,
+    )
+    return Core(dispatcher, store, runner, senders, metrics)
+
+
+def build_app(settings: NotifierSettings) -> tuple[AsgiFastStream, NotifierService]:
+    """``notifier serve``: the FastStream app and the service behind it."""
+    from notifier.adapters.jetstream import NatsFailurePublisher
+
+    broker = NatsBroker(
+        settings.nats_url,
+        max_reconnect_attempts=-1,
+        graceful_timeout=settings.graceful_timeout_s,
+        name="notifier",
+        logger=None,
+    )
+    publisher = NatsFailurePublisher(lambda: broker.config.connection_state.stream)
+    core = build_core(settings, publisher)
+    service = NotifierService(
+        settings=settings,
+        dispatcher=core.dispatcher,
+        store=core.store,
+        runner=core.runner,
+        senders=core.senders,
+        metrics=core.metrics,
+    )
+    return build_asgi(settings, service, broker), service

@@ -1,0 +1,136 @@
+"""The SQLite store's exactly-once bookkeeping, driven through the dispatcher's ingest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from notifier.adapters.store import SqliteAlertStore
+from notifier.domain.events import AlertKey
+from tests.conftest import EXAMPLES
+from tests.notifier.support import derived_envelopes, introducer_line, introduction_lines, make_rig
+
+EXAMPLE_01 = (EXAMPLES / "01-standard-introduction.jsonl").read_text().splitlines()
+MARIE = [
+    "3:commission.accrued:2025-0311/intro-100",
+    "4:commission.payable:2025-0311/intro-100",
+    "5:commission.accrued:2025-0920/intro-100",
+    "6:commission.adjusted:2025-0920/intro-100",
+    "7:commission.accrued:2026-0311/intro-100",
+]
+
+
+@pytest.mark.asyncio
+async def test_ingesting_twice_creates_each_alert_once(tmp_path: Path) -> None:
+    """The same event ingested twice (redelivery) yields the same pending alert, not two."""
+    rig = make_rig(tmp_path / "n.sqlite3")
+    envs = derived_envelopes(EXAMPLE_01)
+    assert await rig.dispatcher.ingest(envs[0]) == []  # the registration
+    first = await rig.dispatcher.ingest(envs[1])
+    again = await rig.dispatcher.ingest(envs[1])
+    assert first == again == [AlertKey(MARIE[0], "email")]
+    assert rig.store.counts()["pending"] == 1
+
+
+@pytest.mark.asyncio
+async def test_sent_alert_is_never_work_again(tmp_path: Path) -> None:
+    """Once recorded sent, a redelivered or re-published event yields nothing to send."""
+    rig = make_rig(tmp_path / "n.sqlite3")
+    envs = derived_envelopes(EXAMPLE_01)
+    await rig.feed(envs)
+    assert [d.key.alert_id for d in rig.email.sent] == MARIE
+    for env in envs:
+        assert await rig.dispatcher.ingest(env) == []
+    await rig.feed(envs)
+    assert len(rig.email.sent) == 5
+
+
+@pytest.mark.asyncio
+async def test_events_wait_for_their_introducer(tmp_path: Path) -> None:
+    """Events before the registration are kept, and sent once the registration arrives."""
+    rig = make_rig(tmp_path / "n.sqlite3")
+    envs = derived_envelopes(EXAMPLE_01)
+    registration, rest = envs[0], envs[1:]
+    await rig.feed(rest)
+    assert rig.email.sent == []
+    assert rig.store.counts()["waiting_events"] == 5
+    assert await rig.dispatcher.ingest(registration) == [AlertKey(i, "email") for i in MARIE]
+    # the registration's redelivery before settling returns the same work, not more
+    assert await rig.dispatcher.ingest(registration) == [AlertKey(i, "email") for i in MARIE]
+    await rig.feed([registration])
+    assert [d.key.alert_id for d in rig.email.sent] == MARIE
+    assert rig.store.counts()["waiting_events"] == 0
+
+
+@pytest.mark.asyncio
+async def test_first_registration_stands(tmp_path: Path) -> None:
+    """A second registration with other details does not change the directory."""
+    rig = make_rig(tmp_path / "n.sqlite3")
+    first = derived_envelopes([introducer_line("int-a", email_addr="a@example.org", language="fr")])[0]
+    other = first.model_copy(
+        update={"id": "99:introducer.registered:int-a", "data": {**first.data, "email": "evil@example.org"}}
+    )
+    await rig.feed([first, other])
+    who = rig.store.introducer("int-a")
+    assert who is not None and who.email == "a@example.org"
+
+
+@pytest.mark.asyncio
+async def test_introducer_without_channel_is_recorded_not_sent(tmp_path: Path) -> None:
+    """An introducer with neither e-mail nor webhook gets nothing, and nothing stays pending."""
+    rig = make_rig(tmp_path / "n.sqlite3")
+    lines = [introducer_line("int-quiet"), *introduction_lines("int-quiet", "cli-q", "CHF", "100.00")]
+    await rig.feed(derived_envelopes(lines))
+    assert rig.email.sent == rig.webhook.sent == []
+    assert "pending" not in rig.store.counts()
+
+
+@pytest.mark.asyncio
+async def test_state_survives_reopening(tmp_path: Path) -> None:
+    """What was sent is durable: a new process on the same file sends nothing again."""
+    path = tmp_path / "n.sqlite3"
+    rig = make_rig(path)
+    envs = derived_envelopes(EXAMPLE_01)
+    await rig.feed(envs)
+    rig.store.close()
+    again = make_rig(path)
+    await again.feed(envs)
+    assert again.email.sent == []
+    assert again.observer.counts.get("duplicate:email", 0) == 0  # ingest found nothing open
+    assert again.store.counts()["sent"] == 5
+
+
+def test_schema_version_is_checked(tmp_path: Path) -> None:
+    """A store written by an incompatible notifier is refused, not misread."""
+    path = tmp_path / "n.sqlite3"
+    SqliteAlertStore(path).close()
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(RuntimeError, match="schema 99"):
+        SqliteAlertStore(path)
+
+
+@pytest.mark.asyncio
+async def test_malformed_event_is_recorded_and_skipped(tmp_path: Path) -> None:
+    """A relevant event whose data does not validate sends nothing and is not retried forever."""
+    rig = make_rig(tmp_path / "n.sqlite3")
+    envs = derived_envelopes(EXAMPLE_01)
+    broken = envs[1].model_copy(update={"data": {**envs[1].data, "amount": "not money", "currency": 1}})
+    await rig.feed([envs[0], broken, broken])
+    stored = rig.store.event(broken.id)
+    assert stored is not None and stored.state == "invalid"
+    assert rig.email.sent == []
+
+
+def test_non_ledger_messages_are_skipped() -> None:
+    """Garbage, non-CloudEvents and oversized messages on ledger.out are skipped, not crashed on."""
+    from notifier.adapters.service import parse_message
+
+    assert parse_message(b"not json") is None
+    assert parse_message(b'{"specversion": "1.0"}') is None
+    assert parse_message(b"{" + b" " * 70_000 + b"}") is None
+    good = derived_envelopes(EXAMPLE_01)[1]
+    assert parse_message(good.model_dump_json().encode()) == good

@@ -1,0 +1,51 @@
+"""Configuration: safe SMTP defaults, bounded values, no secret in the start-up log."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from notifier.settings import NotifierSettings
+
+
+def test_defaults_start_without_smtp_or_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing configured, both channels are disabled and said so."""
+    for name in ("NOTIFIER_SMTP_HOST", "NOTIFIER_WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    settings = NotifierSettings()
+    assert not settings.email_enabled and not settings.webhook_enabled
+    shown = settings.effective()
+    assert shown["email"] == "disabled (NOTIFIER_SMTP_HOST not set)"
+    assert settings.consumer_name == "notifier-v1"
+
+
+def test_smtp_security_auto_is_plain_only_on_loopback() -> None:
+    """auto means no TLS on 127.0.0.1/localhost and STARTTLS anywhere else."""
+    assert NotifierSettings(smtp_host="127.0.0.1").resolved_smtp_security() == "none"
+    assert NotifierSettings(smtp_host="localhost").resolved_smtp_security() == "none"
+    assert NotifierSettings(smtp_host="smtp.example.org").resolved_smtp_security() == "starttls"
+    with pytest.raises(ValidationError):
+        NotifierSettings(smtp_host="smtp.example.org", smtp_security="none")
+
+
+def test_effective_config_hides_secrets() -> None:
+    """The start-up log shows whether secrets are set, never their values."""
+    settings = NotifierSettings(
+        smtp_host="smtp.example.org",
+        smtp_password=SecretStr("hunter2"),
+        webhook_secret=SecretStr("s3cret"),
+        nats_url="nats://user:pw@127.0.0.1:4222",
+    )
+    text = str(settings.effective())
+    assert "hunter2" not in text and "s3cret" not in text and ":pw@" not in text
+    assert settings.effective()["smtp_password_set"] is True
+
+
+def test_bounds_are_enforced() -> None:
+    """Attempts, back-off and in-flight limits are bounded."""
+    with pytest.raises(ValidationError):
+        NotifierSettings(max_attempts=0)
+    with pytest.raises(ValidationError):
+        NotifierSettings(backoff_base_s=10, backoff_max_s=1)
+    with pytest.raises(ValidationError):
+        NotifierSettings(timezone="Mars/Olympus")
