@@ -128,7 +128,8 @@ class Ledger:
                 p = parse_envelope(raw)
                 parsed.append((p.document, p.fact))
             except Refusal as refusal:
-                parsed.append(refusal)
+                # a fresh copy: the raised one holds its traceback (frames, cycles) alive
+                parsed.append(Refusal(refusal.reason, refusal.message, refusal.envelope_id))
         for _ in range(MAX_APPEND_ATTEMPTS):
             outcomes, new = self._decide(parsed)
             if not new:
