@@ -77,3 +77,19 @@ async def _delete_consumer(url: str, stream: str, name: str) -> None:
 
 def delete_consumer(url: str, stream: str, name: str) -> None:
     asyncio.run(_delete_consumer(url, stream, name))
+
+
+async def _consumer_state(url: str, stream: str, name: str) -> tuple[int, int]:
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().consumer_info(stream, name)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0), int(
+            info.ack_floor.stream_seq or 0
+        )
+    finally:
+        await nc.close()
+
+
+def consumer_state(url: str, stream: str, name: str) -> tuple[int, int]:
+    """(messages not yet acked, last stream sequence acked in order) of a durable consumer."""
+    return asyncio.run(_consumer_state(url, stream, name))

@@ -78,6 +78,8 @@ class LedgerService:
         self.consumer_pending = 0
         self.ready_reason = "starting"
         self._in_hand: asyncio.Future[None] | None = None
+        self.store_failures = 0
+        self.store_error = ""
         self.publisher: PipelinedPublisher | None = None
         self._subscription: JetStreamContext.PullSubscription | None = None
 
@@ -174,6 +176,12 @@ class LedgerService:
                 continue
             self._in_hand = asyncio.ensure_future(self.handle_batch(msgs))
             await asyncio.shield(self._in_hand)
+            if self.store_failures:
+                # the store refuses writes (down, disk full, read-only): stop taking messages
+                # for a while, longer each time; the batch was nacked, nothing is lost
+                pause = min(self.settings.retry_delay_s * 2 ** (self.store_failures - 1), 30.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), pause)
 
     async def stop_consuming(self) -> None:
         """First step of a graceful stop (NATS still connected): take no new batch, finish
@@ -213,9 +221,19 @@ class LedgerService:
             outcomes = await self.run(self.pipeline.accept, raws)
         except Exception as exc:
             self.metrics.store_errors.inc()
-            bound.error("batch not stored; it will be redelivered", error=str(exc))
+            self.store_failures += 1
+            self.store_error = f"{type(exc).__name__}: {exc}"[:300]
+            bound.error(
+                "batch not stored; consuming paused, the batch will be redelivered",
+                error=self.store_error,
+                consecutive_failures=self.store_failures,
+            )
             await asyncio.gather(*(m.nak(delay=self.settings.retry_delay_s) for m in msgs))
             return
+        if self.store_failures:
+            bound.info("store writes work again; consuming resumed", after_failures=self.store_failures)
+        self.store_failures = 0
+        self.store_error = ""
         assert self.broker is not None
         for raw, outcome in zip(raws, outcomes, strict=True):
             self._count(outcome)
@@ -385,6 +403,8 @@ class LedgerService:
             await asyncio.wait_for(self.run(self.store.ping), timeout=self.settings.ready_timeout_s)
         except Exception as exc:
             return False, f"store unreachable: {exc}"
+        if self.store_failures:
+            return False, f"store writes failing: {self.store_error}"
         if self.consumer_pending > self.settings.ready_max_pending:
             return False, f"consumer lag {self.consumer_pending} above {self.settings.ready_max_pending}"
         return True, "ready"

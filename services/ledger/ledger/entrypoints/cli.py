@@ -204,8 +204,17 @@ def serve() -> None:
 
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
-    asgi, _ = build_app(settings)
-    structlog.get_logger("ledger").info("ledger starting", config=settings.effective())
+    logger = structlog.get_logger("ledger")
+    logger.info("ledger starting", config=settings.effective())
+    try:
+        asgi, _ = build_app(settings)
+    except Exception as exc:  # the store cannot even be opened: say so, consume nothing
+        logger.error(
+            "cannot open the store; not consuming",
+            store=settings.redacted_store_url(),
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        raise typer.Exit(2) from None
     asyncio.run(
         serve_asgi(
             HttpGuard(asgi),
