@@ -144,7 +144,7 @@ def main() -> None:
     )
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--burst-seconds", type=int, default=60)
-    parser.add_argument("--recovery-seconds", type=int, default=60)
+    parser.add_argument("--recovery-seconds", type=int, default=240)
     parser.add_argument("--max", type=float, default=None, help="skip measuring the maximum rate")
     parser.add_argument("--plot", type=Path, default=Path("docs/soak.png"))
     args = parser.parse_args()

@@ -1,0 +1,78 @@
+"""Benchmark of `ledger audit verify` on a SQLite store.
+
+    .venv/bin/python bench/audit_verify.py [--facts 1000000] [--store PATH]
+
+Generates a valid mixed history, ingests it into a SQLite store (or reuses --store if it
+exists), then runs `ledger audit verify` and prints facts/s for the chain walk (target
+100,000) and for the full verify with the projection replay (target 30,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.history import generate
+
+BIN = Path(sys.executable).parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--facts", type=int, default=1_000_000)
+    parser.add_argument("--store", type=Path, default=None)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="ledger-verify-"))
+    store = args.store or folder / "ledger.sqlite3"
+    env = {**os.environ, "LEDGER_STORE_URL": f"sqlite:///{store}"}
+    if not store.exists():
+        history = folder / "history.jsonl"
+        with history.open("w") as out:
+            for line in generate(args.facts, 3):
+                out.write(line + "\n")
+        started = time.perf_counter()
+        ingest = json.loads(
+            subprocess.run(
+                [str(BIN / "ledger"), "ingest", str(history)], env=env, capture_output=True, check=True
+            ).stdout
+        )
+        elapsed = time.perf_counter() - started
+        print(
+            f"ingest      {ingest['accepted']:>10,} facts in {elapsed:7.1f}s  "
+            f"{ingest['accepted'] / elapsed:>10,.0f} facts/s"
+        )
+        history.unlink()
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [str(BIN / "ledger"), "audit", "verify", "--format", "json"],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    result = json.loads(proc.stdout)
+    facts = result["facts"]
+    chain, total = result["seconds"]["chain"], result["seconds"]["total"]
+    print(
+        f"chain walk  {facts:>10,} facts in {chain:7.1f}s  {facts / chain:>10,.0f} facts/s  "
+        f"({facts / chain / 100_000:.2f}x the 100,000 target)"
+    )
+    print(
+        f"full verify {facts:>10,} facts in {total:7.1f}s  {facts / total:>10,.0f} facts/s  "
+        f"({facts / total / 30_000:.2f}x the 30,000 target; process wall time {wall:.1f}s)"
+    )
+    print(f"result: ok={result['ok']} faults={result['fault_count']}")
+
+
+if __name__ == "__main__":
+    main()
