@@ -1,11 +1,24 @@
-"""Benchmark of `ledger report --events` (the auditor's offline replay).
+"""Benchmark of `ledger report --events` (the auditor's offline replay of a history).
 
     .venv/bin/python bench/report_replay.py [--sizes 10000 100000 1000000] [--seed 1]
 
-For each size: generate a valid mixed history (every fact type) to a temporary file, run
-`ledger report --events FILE --format json` as a child process, and print wall time,
-facts/s (target 20,000), peak RSS of the child and how RSS grows with size (linear growth
-means the ratio of RSS growth to size growth stays near 1 or below).
+For each size (default 10,000 and 100,000 facts): generate a valid history mixing every
+inbound fact type (``bench/history.py``) to a temporary file, run
+
+    .venv/bin/ledger report --events FILE --format json
+
+as a fresh child process (report to a temporary file, progress on stderr discarded) and
+read its wall time and its own peak RSS (``ru_maxrss`` from ``os.wait4`` on the child, so
+sizes never mix). A run with an empty history first gives the fixed cost (interpreter and
+imports). Printed per size: facts, seconds, facts/s and its ratio to the 20,000 facts/s
+target, peak RSS in MiB, RSS per 1,000 facts, and against the previous size the ratio of
+RSS growth to size growth (at most about 1 means memory grows linearly, not faster) and
+the marginal RSS per 1,000 added facts.
+
+Each report is checked: ``summary.accepted`` must equal the number of lines, nothing may
+be rejected, and the trial balance must have debits equal to credits in every currency;
+otherwise a FAIL line is printed and the exit status is 1. Anomalies (which a valid
+history should not have) are counted and shown.
 """
 
 from __future__ import annotations
@@ -13,71 +26,150 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.history import generate
+from bench.history import generate
 
-BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+LEDGER = REPO / ".venv" / "bin" / "ledger"
 TARGET_FACTS_PER_S = 20_000
+MIB = 2**20
 
 
-def run(size: int, seed: int, folder: Path) -> tuple[float, int, dict[str, object]]:
-    history = folder / f"history-{size}.jsonl"
-    with history.open("w") as out:
-        for line in generate(size, seed):
-            out.write(line + "\n")
-    report = folder / "report.json"
+@dataclass(frozen=True)
+class Run:
+    facts: int
+    generate_s: float
+    seconds: float
+    rss: int  # bytes, peak of the child
+    report: dict[str, Any]
+
+
+def write_history(path: Path, size: int, seed: int) -> float:
     started = time.perf_counter()
-    with report.open("wb") as sink:
+    with path.open("w", encoding="ascii") as out:
+        batch: list[str] = []
+        for line in generate(size, seed):
+            batch.append(line)
+            if len(batch) >= 10_000:
+                out.write("\n".join(batch) + "\n")
+                batch.clear()
+        if batch:
+            out.write("\n".join(batch) + "\n")
+    return time.perf_counter() - started
+
+
+def replay(history: Path, folder: Path) -> tuple[float, int, dict[str, Any]]:
+    """Run `ledger report` on ``history`` in a child; its wall time, peak RSS and report."""
+    report, errors = folder / "report.json", folder / "stderr.txt"
+    with report.open("wb") as sink, errors.open("wb") as err:
+        started = time.perf_counter()
         child = subprocess.Popen(
-            [str(BIN / "ledger"), "report", "--events", str(history), "--format", "json"],
+            [str(LEDGER), "report", "--events", str(history), "--format", "json"],
             stdout=sink,
-            stderr=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
         )
         _, status, usage = os.wait4(child.pid, 0)
-    elapsed = time.perf_counter() - started
-    if status != 0:
-        raise SystemExit(f"ledger report failed on {size} facts (status {status})")
-    document = json.loads(report.read_bytes())
-    history.unlink()
-    return elapsed, usage.ru_maxrss * 1024, document
+        elapsed = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        tail = errors.read_text(errors="replace")[-2000:]
+        raise SystemExit(f"FAIL: ledger report exited with {child.returncode} on {history.name}:\n{tail}")
+    document: dict[str, Any] = json.loads(report.read_bytes())
+    report.unlink()
+    return elapsed, usage.ru_maxrss * 1024, document  # ru_maxrss is in KiB on Linux
+
+
+def measure(size: int, seed: int, folder: Path) -> Run:
+    history = folder / f"history-{size}.jsonl"
+    generate_s = write_history(history, size, seed)
+    try:
+        seconds, rss, document = replay(history, folder)
+    finally:
+        history.unlink()
+    return Run(size, generate_s, seconds, rss, document)
+
+
+def check(run: Run) -> list[str]:
+    """What is wrong with a run's report (empty when all is well)."""
+    problems = []
+    summary = run.report.get("summary") or {}
+    if summary.get("accepted") != run.facts or summary.get("lines") != run.facts:
+        problems.append(f"summary {summary} does not accept all {run.facts} lines")
+    rejected = run.report.get("rejected") or []
+    if rejected:
+        problems.append(f"{len(rejected)} lines rejected, first: {rejected[0]}")
+    for currency, sides in sorted((run.report.get("trial_balance") or {}).items()):
+        if sides["debits"] != sides["credits"]:
+            problems.append(
+                f"trial balance {currency}: debits {sides['debits']} != credits {sides['credits']}"
+            )
+    return problems
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], metavar="N")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    if not LEDGER.is_file():
+        raise SystemExit(f"{LEDGER} is missing: run scripts/setup first")
+    if any(size < 1 for size in args.sizes):
+        parser.error("sizes must be >= 1")
+
     print(
-        f"{'facts':>10} {'seconds':>9} {'facts/s':>10} {'vs target':>9} {'peak RSS':>10} {'KiB/fact':>9} "
-        f"{'RSS growth / size growth':>25}"
+        f"ledger report --events, seed {args.seed}; Python {platform.python_version()}, {os.cpu_count()} CPUs"
     )
-    previous: tuple[int, int] | None = None
+    failed = False
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
+        folder = Path(tmp)
+        base = measure(0, args.seed, folder)
+        print(f"fixed cost (empty history): {base.seconds:.2f} s, peak RSS {base.rss / MIB:.0f} MiB\n")
+        header = (
+            f"{'facts':>10} {'seconds':>8} {'facts/s':>9} {'vs 20k/s':>8} {'peak RSS':>9} "
+            f"{'per 1k facts':>12} {'RSS growth':>10} {'size growth':>11} {'ratio':>6} "
+            f"{'marginal/1k':>11} {'anomalies':>9} {'generate':>8}"
+        )
+        print(header)
+        print("-" * len(header))
+        previous: Run | None = None
         for size in args.sizes:
-            elapsed, rss, document = run(size, args.seed, Path(tmp))
-            summary = document["summary"]
-            assert isinstance(summary, dict)
-            balanced = all(v["debits"] == v["credits"] for v in document["trial_balance"].values())  # type: ignore[union-attr]
-            growth = ""
-            if previous is not None:
-                growth = f"{(rss / previous[1]) / (size / previous[0]):.2f}"
-            rate = size / elapsed
+            run = measure(size, args.seed, folder)
+            rate = size / run.seconds
+            growth = size_growth = ratio = marginal = ""
+            if previous is not None and size != previous.facts:
+                rss_x, size_x = run.rss / previous.rss, size / previous.facts
+                growth, size_growth, ratio = f"{rss_x:.2f}x", f"{size_x:.2f}x", f"{rss_x / size_x:.2f}"
+                marginal = f"{(run.rss - previous.rss) / 1024 / (size - previous.facts) * 1000:.0f} KiB"
             print(
-                f"{size:>10,} {elapsed:>9.2f} {rate:>10,.0f} {rate / TARGET_FACTS_PER_S:>8.2f}x "
-                f"{rss / 2**20:>8.0f}Mi {rss / 1024 / size:>9.2f} {growth:>25}"
+                f"{size:>10,} {run.seconds:>8.2f} {rate:>9,.0f} {rate / TARGET_FACTS_PER_S:>7.2f}x "
+                f"{run.rss / MIB:>5.0f} MiB {run.rss / 1024 / size * 1000:>8.0f} KiB "
+                f"{growth:>10} {size_growth:>11} {ratio:>6} {marginal:>11} "
+                f"{len(run.report.get('anomalies') or []):>9} {run.generate_s:>7.1f}s",
+                flush=True,
             )
-            if summary["lines"] != size or not balanced:
-                print(f"FAIL: {summary} balanced={balanced}")
-            previous = (size, rss)
+            for problem in check(run):
+                failed = True
+                print(f"FAIL ({size:,} facts): {problem}", flush=True)
+            previous = run
+    print(
+        "\nratio = RSS growth / size growth between consecutive sizes (<= ~1: memory grows at most "
+        "linearly); marginal = extra RSS per 1,000 extra facts; per 1k facts includes the fixed cost."
+    )
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from ledger.adapters.eventstore import EventSourcedFactStore
+from ledger.adapters.memory_store import MemoryFactStore
 from ledger.application.ledger import Ledger
 from ledger.settings import Settings
 
@@ -26,5 +27,5 @@ def build_ledger(settings: Settings) -> Ledger:
 
 
 def build_ephemeral_ledger() -> Ledger:
-    """A ledger on an in-memory store, for replaying a file."""
-    return Ledger(EventSourcedFactStore({"PERSISTENCE_MODULE": "eventsourcing.popo"}), utc_now)
+    """A ledger on an in-process store, for replaying a file (nothing is kept)."""
+    return Ledger(MemoryFactStore(), utc_now)

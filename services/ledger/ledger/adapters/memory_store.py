@@ -1,0 +1,54 @@
+"""An ephemeral, in-process fact store: what `ledger report --events` replays into.
+
+It keeps the same contract as the eventsourcing store (consecutive positions, one append
+at a time, position conflicts refused) without serialising anything, so an auditor's
+offline replay runs at the speed of the rules. Nothing survives the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ledger.application.ports import PositionConflictError, StoredFact
+
+__all__ = ["MemoryFactStore"]
+
+
+class MemoryFactStore:
+    """:class:`~ledger.application.ports.FactStore` in a list."""
+
+    def __init__(self) -> None:
+        # envelopes kept as exact-size str (orjson's bytes carry spare capacity)
+        self._facts: list[tuple[str, str, str, str]] = []
+        self._tracking: dict[str, int] = {}
+
+    def append(self, facts: Sequence[StoredFact]) -> None:
+        if not facts:
+            return
+        if facts[0].position != len(self._facts) + 1:
+            raise PositionConflictError(f"position {facts[0].position} is not next after {len(self._facts)}")
+        for offset, fact in enumerate(facts):
+            assert fact.position == facts[0].position + offset, "positions must be consecutive"
+        self._facts.extend(
+            (f.envelope_json.decode("utf-8"), f.recorded_at, f.chain_hash, f.fact_digest) for f in facts
+        )
+
+    def read(self, after: int, limit: int) -> Sequence[StoredFact]:
+        return [
+            StoredFact(position, body.encode("utf-8"), recorded_at, chain, digest)
+            for position, (body, recorded_at, chain, digest) in enumerate(
+                self._facts[after : after + limit], start=after + 1
+            )
+        ]
+
+    def read_raw(self, after: int, limit: int) -> Sequence[tuple[int, StoredFact | str]]:
+        return [(fact.position, fact) for fact in self.read(after, limit)]
+
+    def published_position(self, consumer: str) -> int:
+        return self._tracking.get(consumer, 0)
+
+    def save_published_position(self, consumer: str, position: int) -> None:
+        self._tracking[consumer] = max(position, self._tracking.get(consumer, 0))
+
+    def close(self) -> None:
+        self._facts.clear()
