@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.history import generate
+from bench.history import generate  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
