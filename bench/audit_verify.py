@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.history import generate  # noqa: E402
+from bench.history import generate
 
 BIN = Path(sys.executable).parent
 

@@ -2,13 +2,16 @@
 
     .venv/bin/python bench/soak.py [--minutes 10] [--burst-seconds 60] [--max RATE] [--plot docs/soak.png]
 
-Starts nats-server and `ledger serve` (SQLite) in a temporary folder, measures the maximum
-rate (unless --max is given) with a short all-out run, then publishes invoices at half that
-rate for --minutes and at twice it for --burst-seconds, and keeps publishing at half rate
-for a recovery period. Every second it samples the ledger's RSS (/proc), its stored
-position (throughput) and the publish-to-`commission.accrued` latency of that second's
-invoices. Prints a summary (RSS growth, latency p99 before/during/after the burst, lost
-facts) and writes a PNG plot of throughput, latency p99 and RSS over time.
+Starts nats-server and `ledger serve` (SQLite) in a temporary folder. The load is a
+realistic history with all 11 fact types (bench/history.py: introductions, invoices, credit
+notes, payments, payouts, purchases, resales, rebates, ...), generated to a file first. The
+maximum rate (unless --max is given) is measured by publishing its first 20,000 facts all
+out; then the following facts go at half that rate for --minutes, at twice it for
+--burst-seconds, and at half rate again for a recovery period. Every second it samples the
+ledger's RSS (/proc), its stored position (throughput) and the publish-to-
+`commission.accrued` latency of that second's invoices. Prints a summary (RSS growth, latency
+p99 before/during/after the burst, facts lost = published - stored) and writes a PNG plot
+of throughput, latency p99 and RSS over time.
 """
 
 from __future__ import annotations
@@ -31,16 +34,61 @@ from typing import Any
 import nats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_throughput import (
-    BIN,
-    free_port,
-    invoice,
-    ledger_run,
-    metric,
-    publish_all,
-    setup_facts,
-    wait_http,
-)
+from history import generate
+from service_throughput import BIN, free_port, metric, wait_http
+
+MAX_PROBE_FACTS = 20_000
+
+
+class Facts:
+    """The generated history, read line by line: (subject, body, message id, invoice id or
+    None)."""
+
+    def __init__(self, path: Path) -> None:
+        self.lines = path.open("rb")
+
+    def next(self) -> tuple[str, bytes, str, str | None]:
+        line = self.lines.readline().rstrip(b"\n")
+        if not line:
+            raise RuntimeError("the generated history is exhausted: generate more facts")
+        fact = json.loads(line)
+        kind = fact["type"].removeprefix("coop.ledger.").removesuffix(".v1").split(".")[0]
+        invoice_id = fact["data"]["invoice_id"] if fact["type"] == "coop.ledger.invoice.issued.v1" else None
+        return f"ledger.in.{kind}", line, fact["id"], invoice_id
+
+
+def write_history(path: Path, n: int) -> None:
+    with path.open("w", encoding="ascii") as out:
+        for line in generate(n, seed=7):
+            out.write(line + "\n")
+
+
+async def wait_stored(http_port: int, position: int, timeout_s: float) -> bool:
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
+        if metric(http_port, "ledger_stored_position") >= position:
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def probe_maximum(url: str, http_port: int, facts: Facts) -> float:
+    """Publish the first facts all out; facts stored per second until the last is stored."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    started = time.perf_counter()
+    pending = []
+    for _ in range(MAX_PROBE_FACTS):
+        subject, body, msg_id, _invoice = facts.next()
+        pending.append(js.publish(subject, body, headers={"Nats-Msg-Id": msg_id}))
+        if len(pending) >= 1000:
+            await asyncio.gather(*pending)
+            pending = []
+    await asyncio.gather(*pending)
+    await nc.close()
+    if not await wait_stored(http_port, MAX_PROBE_FACTS, 300):
+        raise RuntimeError("the ledger did not store the probe facts within 300 s")
+    return MAX_PROBE_FACTS / (time.perf_counter() - started)
 
 
 def rss_mib(pid: int) -> float:
@@ -51,9 +99,9 @@ def rss_mib(pid: int) -> float:
 
 
 async def drive(
-    url: str, http_port: int, pid: int, phases: list[tuple[str, int, float]]
+    url: str, http_port: int, pid: int, phases: list[tuple[str, int, float]], *, facts: Facts, first: int
 ) -> list[dict[str, Any]]:
-    """Publish at each phase's rate; sample every second."""
+    """Publish at each phase's rate; sample every second. ``first`` facts are stored already."""
     nc = await nats.connect(url)
     js = nc.jetstream()
     sent: dict[str, tuple[float, int]] = {}
@@ -76,9 +124,10 @@ async def drive(
             tick = time.perf_counter()
             pending = []
             for i in range(int(rate)):
-                subject, body = invoice(counter, "soak")
-                sent[f"soak-{counter}"] = (time.perf_counter(), second)
-                pending.append(js.publish(subject, body, headers={"Nats-Msg-Id": f"soak-{counter}"}))
+                subject, body, msg_id, invoice_id = facts.next()
+                if invoice_id is not None:
+                    sent[invoice_id] = (time.perf_counter(), second)
+                pending.append(js.publish(subject, body, headers={"Nats-Msg-Id": msg_id}))
                 counter += 1
                 if len(pending) >= 200 or i == int(rate) - 1:
                     await asyncio.gather(*pending)
@@ -98,14 +147,21 @@ async def drive(
                 }
             )
             last_stored = stored
-    deadline = time.perf_counter() + 60
-    while sent and time.perf_counter() < deadline:
-        await asyncio.sleep(0.2)
+    drained = await wait_stored(http_port, first + counter, 600)
+    stored = int(metric(http_port, "ledger_stored_position"))
     await nc.close()
     for second, sample in enumerate(samples):
         values = sorted(latencies.get(second, []))
         sample["p99_ms"] = values[min(len(values) - 1, int(0.99 * len(values)))] * 1000 if values else None
-    samples.append({"lost": len(sent), "published": counter})
+    samples.append(
+        {
+            "lost": first + counter - stored,
+            "published": counter,
+            "drained": drained,
+            "drain_s": time.perf_counter() - started - samples[-1]["t"],
+            "refused": metric(http_port, "ledger_facts_refused_total"),
+        }
+    )
     return samples
 
 
@@ -170,9 +226,20 @@ def main() -> None:
     )
     try:
         wait_http(http_port, "/readyz")
-        maximum = args.max or asyncio.run(ledger_run(url, http_port, 20_000))
+        estimate = args.max or 5_000
+        total = MAX_PROBE_FACTS + int(
+            estimate * (args.minutes * 60 / 2 + args.burst_seconds * 2 + args.recovery_seconds / 2) * 1.3
+        )
+        history = tmp / "history.jsonl"
+        print(f"generating a history of {total:,} facts (all 11 types) ...", flush=True)
+        write_history(history, total)
+        facts = Facts(history)
         if args.max:
-            asyncio.run(publish_all(url, setup_facts()))
+            maximum = args.max
+            first = 0
+        else:
+            maximum = asyncio.run(probe_maximum(url, http_port, facts))
+            first = MAX_PROBE_FACTS
         half, double = maximum / 2, maximum * 2
         print(
             f"maximum {maximum:,.0f}/s -> steady {half:,.0f}/s for {args.minutes} min, burst {double:,.0f}/s "
@@ -183,7 +250,7 @@ def main() -> None:
             ("burst", args.burst_seconds, double),
             ("recovery", args.recovery_seconds, half),
         ]
-        samples = asyncio.run(drive(url, http_port, ledger.pid, phases))
+        samples = asyncio.run(drive(url, http_port, ledger.pid, phases, facts=facts, first=first))
         tail = samples.pop()
         plot(samples, args.plot)
         steady = [s for s in samples if s["phase"] == "steady"]
@@ -199,7 +266,11 @@ def main() -> None:
                 else "n/a"
             )
 
-        print(f"published {tail['published']:,}, without commission event after 60 s: {tail['lost']}")
+        print(
+            f"published {tail['published']:,} facts; stored all: {tail['drained']} "
+            f"({tail['drain_s']:.0f} s after the last second); lost: {tail['lost']}; "
+            f"refused: {tail['refused']:.0f}"
+        )
         print(
             f"RSS during steady load: {rss_start:.0f} MiB (first third) -> {rss_end:.0f} MiB (last third); "
             f"max {max(s['rss_mib'] for s in samples):.0f} MiB"

@@ -128,8 +128,19 @@ def receiver() -> Iterator[HttpReceiver]:
     server.stop()
 
 
+_STARTED: list[NotifierProcess] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_notifier_outlives_its_test() -> Iterator[None]:
+    """Every notifier a test made is killed when the test ends, passed or failed."""
+    yield
+    while _STARTED:
+        _STARTED.pop().kill()
+
+
 def notifier(tmp_path: Path, nats: NatsServer, smtp_port: int, **env: str) -> NotifierProcess:
-    return NotifierProcess(
+    process = NotifierProcess(
         nats.url,
         tmp_path / "notifier-data",
         tmp_path,
@@ -143,6 +154,8 @@ def notifier(tmp_path: Path, nats: NatsServer, smtp_port: int, **env: str) -> No
             **env,
         },
     )
+    _STARTED.append(process)
+    return process
 
 
 def test_worked_examples_arrive_once_in_the_right_language(

@@ -9,10 +9,12 @@ from urllib.parse import unquote, urlsplit
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ledger.nats_security import NatsClientSecurity
+
 __all__ = ["Settings"]
 
 
-class Settings(BaseSettings):
+class Settings(NatsClientSecurity, BaseSettings):
     """``LEDGER_*`` environment variables."""
 
     model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore")
@@ -21,12 +23,22 @@ class Settings(BaseSettings):
     #: or ``memory:`` (lost at exit). Default: a SQLite file under ``LEDGER_DATA_DIR``.
     store_url: str | None = None
     data_dir: Path = Path("var")
+    #: libpq's usual variables fill what a ``postgresql://`` store URL leaves out
+    #: (``LEDGER_STORE_URL=postgresql://`` takes everything from them).
+    pg_host: str | None = Field(default=None, validation_alias="PGHOST")
+    pg_port: int | None = Field(default=None, ge=1, le=65535, validation_alias="PGPORT")
+    pg_user: str | None = Field(default=None, validation_alias="PGUSER")
+    pg_password: SecretStr | None = Field(default=None, validation_alias="PGPASSWORD")
+    pg_database: str | None = Field(default=None, validation_alias="PGDATABASE")
     postgres_pool_size: int = Field(default=5, ge=1, le=100)
     postgres_connect_timeout_s: int = Field(default=5, ge=1, le=300)
     #: NATS server URL(s), comma-separated. ``NATS_URL`` is read too.
     nats_url: str = Field(
         default="nats://127.0.0.1:4222", validation_alias=AliasChoices("LEDGER_NATS_URL", "NATS_URL")
     )
+    #: Copies of each stream the ledger creates (LEDGER_IN, LEDGER_OUT, LEDGER_REJECTED) in a
+    #: JetStream cluster: 3 in production (deploy/), 1 on a single server.
+    stream_replicas: int = Field(default=1, ge=1, le=5)
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     consumer_name: str = "ledger-in-v1"
@@ -69,15 +81,23 @@ class Settings(BaseSettings):
             }
         if scheme in {"postgresql", "postgres"}:
             parts = urlsplit(url)
-            if not parts.hostname or not parts.path.strip("/"):
-                raise ValueError("LEDGER_STORE_URL: expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME")
+            host = parts.hostname or self.pg_host
+            dbname = parts.path.strip("/") or self.pg_database
+            if not host or not dbname:
+                raise ValueError(
+                    "LEDGER_STORE_URL: expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME "
+                    "(or the missing parts in PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE)"
+                )
+            password = unquote(parts.password) if parts.password else None
+            if password is None and self.pg_password is not None:
+                password = self.pg_password.get_secret_value()
             return {
                 "PERSISTENCE_MODULE": "eventsourcing.postgres",
-                "POSTGRES_DBNAME": parts.path.strip("/"),
-                "POSTGRES_HOST": parts.hostname,
-                "POSTGRES_PORT": str(parts.port or 5432),
-                "POSTGRES_USER": unquote(parts.username or ""),
-                "POSTGRES_PASSWORD": unquote(parts.password or ""),
+                "POSTGRES_DBNAME": dbname,
+                "POSTGRES_HOST": host,
+                "POSTGRES_PORT": str(parts.port or self.pg_port or 5432),
+                "POSTGRES_USER": unquote(parts.username or "") or self.pg_user or "",
+                "POSTGRES_PASSWORD": password or "",
                 "POSTGRES_POOL_SIZE": str(self.postgres_pool_size),
                 "POSTGRES_CONNECT_TIMEOUT": str(self.postgres_connect_timeout_s),
             }
@@ -90,6 +110,8 @@ class Settings(BaseSettings):
         shown = self.model_dump(mode="json")
         shown["store_url"] = self.redacted_store_url()
         shown["query_token"] = "***" if self.query_token is not None else None
+        shown["nats_password"] = "***" if self.nats_password is not None else None
+        shown["pg_password"] = "***" if self.pg_password is not None else None
         shown["nats_url"] = ",".join(_redact(u) for u in self.nats_url.split(","))
         return shown
 

@@ -100,11 +100,12 @@ def build_app(settings: NotifierSettings) -> tuple[AsgiFastStream, NotifierServi
     from notifier.adapters.jetstream import NatsFailurePublisher
 
     broker = NatsBroker(
-        settings.nats_url,
+        [url.strip() for url in settings.nats_url.split(",")],
         max_reconnect_attempts=-1,
         graceful_timeout=settings.graceful_timeout_s,
         name="notifier",
         logger=None,
+        **settings.nats_broker_options(),
     )
     publisher = NatsFailurePublisher(lambda: broker.config.connection_state.stream)
     core = build_core(settings, publisher)

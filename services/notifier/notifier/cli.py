@@ -88,14 +88,20 @@ async def _resend(
     from notifier.bootstrap import build_core
 
     try:
-        nc = await nats.connect(settings.nats_url.split(","), connect_timeout=5, max_reconnect_attempts=3)
+        nc = await nats.connect(
+            settings.nats_url.split(","),
+            connect_timeout=5,
+            max_reconnect_attempts=3,
+            **settings.nats_connect_options(),
+        )
     except Exception as exc:
-        typer.echo(f"notifier: NATS unreachable at {settings.nats_url}: {exc}", err=True)
+        shown = settings.effective()["nats_url"]
+        typer.echo(f"notifier: NATS unreachable at {shown}: {exc}", err=True)
         raise typer.Exit(2) from None
     js = nc.jetstream()
     core = build_core(settings, NatsFailurePublisher(lambda: js))
     try:
-        await ensure_failed_stream(js, settings.duplicate_window_s)
+        await ensure_failed_stream(js, settings.duplicate_window_s, settings.stream_replicas)
         return await core.dispatcher.resend_failed(alert_id=alert_id, channel=channel, limit=limit)
     finally:
         for sender in core.senders.values():

@@ -11,13 +11,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ledger.nats_security import NatsClientSecurity
 from notifier.domain.hosts import is_loopback_host
 
 __all__ = ["NotifierSettings"]
 
 
-class NotifierSettings(BaseSettings):
-    """``NOTIFIER_*`` environment variables (``NATS_URL`` is shared with the ledger)."""
+class NotifierSettings(NatsClientSecurity, BaseSettings):
+    """``NOTIFIER_*`` environment variables (``NATS_URL`` is shared with the ledger; NATS
+    credentials and TLS are ``NOTIFIER_NATS_USER``/``_PASSWORD``/``_CREDS_FILE``/``_TLS_*``)."""
 
     model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore")
 
@@ -39,6 +41,8 @@ class NotifierSettings(BaseSettings):
     stream_wait_s: float = Field(default=2.0, gt=0, le=300)
     retry_delay_s: float = Field(default=2.0, gt=0, le=300)
     duplicate_window_s: float = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    #: Copies of NOTIFIER_FAILED in a JetStream cluster (3 in production, 1 on one server).
+    stream_replicas: int = Field(default=1, ge=1, le=5)
 
     # e-mail ----------------------------------------------------------------------------
     #: Empty: e-mail is disabled (logged at start-up); alerts go by webhook only.
@@ -124,9 +128,10 @@ class NotifierSettings(BaseSettings):
 
     def effective(self) -> dict[str, object]:
         """The configuration to log at start-up: secrets reduced to whether they are set."""
-        shown = self.model_dump(mode="json", exclude={"smtp_password", "webhook_secret"})
+        shown = self.model_dump(mode="json", exclude={"smtp_password", "webhook_secret", "nats_password"})
         shown["store_path"] = str(self.resolved_store_path())
         shown["nats_url"] = ",".join(_redact_url(u) for u in self.nats_url.split(","))
+        shown["nats_password_set"] = self.nats_password is not None
         shown["smtp_password_set"] = bool(self.smtp_password.get_secret_value())
         shown["webhook_secret_set"] = self.webhook_enabled
         shown["email"] = (

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import nats
 import orjson
@@ -43,9 +44,20 @@ def subject_for(raw: bytes) -> tuple[str, str]:
     return f"ledger.in.{kind}", msg_id or "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-async def publish_files(nats_url: str, files: Sequence[Path], console: Console) -> dict[str, int]:
-    """Publish every non-blank line of ``files``; returns counts."""
-    nc = await nats.connect(nats_url, max_reconnect_attempts=-1, name="ledger-publish")
+async def publish_files(
+    nats_url: str,
+    files: Sequence[Path],
+    console: Console,
+    connect_options: Mapping[str, Any] | None = None,
+) -> dict[str, int]:
+    """Publish every non-blank line of ``files``; returns counts. ``connect_options`` are
+    extra ``nats.connect`` arguments (credentials, TLS: ``Settings.nats_connect_options``)."""
+    nc = await nats.connect(
+        [url.strip() for url in nats_url.split(",")],
+        max_reconnect_attempts=-1,
+        name="ledger-publish",
+        **(connect_options or {}),
+    )
     js = nc.jetstream()
     try:
         await js.stream_info("LEDGER_IN")

@@ -109,18 +109,7 @@ class LedgerService:
         self._update_gauges()
         js = broker.config.connection_state.stream
         for name, subjects in (("LEDGER_OUT", ["ledger.out.>"]), ("LEDGER_REJECTED", ["ledger.rejected"])):
-            config = StreamConfig(
-                name=name,
-                subjects=subjects,
-                storage=StorageType.FILE,
-                duplicate_window=self.settings.duplicate_window_s,
-                discard=DiscardPolicy.OLD,
-            )
-            try:
-                await js.stream_info(name)
-                await js.update_stream(config)
-            except NotFoundError:
-                await js.add_stream(config)
+            await self._ensure_stream(js, name, subjects)
         subscription = await self._ensure_in_stream(js)
         self._subscription = subscription
         self.publisher = PipelinedPublisher(broker.config.connection_state.connection)
@@ -133,19 +122,25 @@ class LedgerService:
         ]
         self.ready_reason = ""
 
-    async def _ensure_in_stream(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
+    async def _ensure_stream(self, js: JetStreamContext, name: str, subjects: list[str]) -> None:
+        """Create the stream, or bring an existing one to this configuration (file storage,
+        the duplicate window, ``LEDGER_STREAM_REPLICAS`` copies in a cluster)."""
         config = StreamConfig(
-            name="LEDGER_IN",
-            subjects=["ledger.in.>"],
+            name=name,
+            subjects=subjects,
             storage=StorageType.FILE,
             duplicate_window=self.settings.duplicate_window_s,
             discard=DiscardPolicy.OLD,
+            num_replicas=self.settings.stream_replicas,
         )
         try:
-            await js.stream_info("LEDGER_IN")
+            await js.stream_info(name)
             await js.update_stream(config)
         except NotFoundError:
             await js.add_stream(config)
+
+    async def _ensure_in_stream(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
+        await self._ensure_stream(js, "LEDGER_IN", ["ledger.in.>"])
         return await js.pull_subscribe(
             "ledger.in.>",
             durable=self.settings.consumer_name,
@@ -485,11 +480,12 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
     store = build_store(settings)
     service = LedgerService(settings, store, Ledger(store, utc_now))
     broker = NatsBroker(
-        settings.nats_url,
+        [url.strip() for url in settings.nats_url.split(",")],
         max_reconnect_attempts=-1,
         graceful_timeout=settings.graceful_timeout_s,
         name="ledger",
         logger=None,
+        **settings.nats_broker_options(),
     )
 
     async def answer(body: bytes, view: str) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import orjson
+
 from ledger.application.chain import GENESIS, chain_hash, fact_digest
 from ledger.application.contract import Refusal
 from ledger.application.derive import Deriver
@@ -30,7 +32,15 @@ from ledger.application.ports import StoredFact
 from ledger.domain.books import build_books
 from ledger.domain.facts import Fact
 
-__all__ = ["MAX_FAULTS", "ChainWalk", "Checkpoint", "Fault", "compare_projections", "walk_chain"]
+__all__ = [
+    "MAX_FAULTS",
+    "ChainWalk",
+    "Checkpoint",
+    "Fault",
+    "compare_projections",
+    "parse_facts",
+    "walk_chain",
+]
 
 #: Faults listed at most (the count keeps going).
 MAX_FAULTS = 1000
@@ -71,6 +81,8 @@ class ChainWalk:
     fault_count: int = 0
     hash_at: dict[int, str] = field(default_factory=dict)
     valid_facts: list[Fact] = field(default_factory=list)
+    #: (position, canonical bytes) of every fact whose digest holds, for :func:`parse_facts`.
+    intact: list[tuple[int, bytes]] = field(default_factory=list)
 
     def add(self, fault: Fault) -> None:
         self.fault_count += 1
@@ -117,12 +129,7 @@ def walk_chain(
                     Fault(position, "hash_mismatch", "the chain hash does not follow from the previous fact")
                 )
             if keep_facts and not altered:
-                try:
-                    walk.valid_facts.append(fact_from_envelope(record.envelope))
-                except (Refusal, ValueError, KeyError, TypeError) as exc:
-                    walk.add(
-                        Fault(position, "invalid_fact", f"the stored envelope no longer parses: {exc}"[:300])
-                    )
+                walk.intact.append((position, record.envelope_json))
             previous = record.chain_hash
             recent.append(record.chain_hash)
             walk.head_hash = record.chain_hash
@@ -133,6 +140,17 @@ def walk_chain(
         if progress is not None and walk.facts % 10_000 == 0:
             progress(walk.facts)
     return walk
+
+
+def parse_facts(walk: ChainWalk) -> None:
+    """Second phase: every intact stored envelope must still satisfy the contract; the
+    facts are kept (in log order) for the projection replay."""
+    for position, body in walk.intact:
+        try:
+            walk.valid_facts.append(fact_from_envelope(orjson.loads(body)))
+        except (Refusal, ValueError, KeyError, TypeError) as exc:
+            walk.add(Fault(position, "invalid_fact", f"the stored envelope no longer parses: {exc}"[:300]))
+    walk.intact.clear()
 
 
 def check_checkpoint(walk: ChainWalk, checkpoint: Checkpoint) -> list[Fault]:

@@ -239,7 +239,12 @@ def publish(
 
     settings = _settings()
     try:
-        summary = asyncio.run(publish_files(settings.nats_url, files, err))
+        options = settings.nats_connect_options()
+    except ValueError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    try:
+        summary = asyncio.run(publish_files(settings.nats_url, files, err, connect_options=options))
     except PublishError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -366,7 +371,7 @@ def audit_verify(
     import time
 
     from ledger.adapters.eventstore import EventSourcedFactStore
-    from ledger.application.audit import Fault, check_checkpoint, compare_projections, walk_chain
+    from ledger.application.audit import Fault, check_checkpoint, compare_projections, parse_facts, walk_chain
     from ledger.application.pipeline import OUTBOX
     from ledger.bootstrap import build_store
 
@@ -399,10 +404,9 @@ def audit_verify(
             if not err.is_terminal and n % 100_000 == 0:
                 err.print(f"verify: {n} facts walked")
 
-        walk = walk_chain(
-            records(), keep_facts=projections, watch=[c.position for c in checkpoints], progress=tick
-        )
+        walk = walk_chain(records(), keep_facts=True, watch=[c.position for c in checkpoints], progress=tick)
     walked = time.perf_counter()
+    parse_facts(walk)
     faults = list(walk.faults)
     for checkpoint in checkpoints:
         faults.extend(check_checkpoint(walk, checkpoint))

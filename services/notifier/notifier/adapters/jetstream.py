@@ -33,14 +33,16 @@ FAILED_SUBJECT = "notifier.failed"
 log = structlog.get_logger("notifier.jetstream")
 
 
-async def ensure_failed_stream(js: JetStreamContext, duplicate_window_s: float) -> None:
-    """Create (or update) stream ``NOTIFIER_FAILED`` on subject ``notifier.failed`` only."""
+async def ensure_failed_stream(js: JetStreamContext, duplicate_window_s: float, replicas: int = 1) -> None:
+    """Create (or update) stream ``NOTIFIER_FAILED`` on subject ``notifier.failed`` only,
+    with ``replicas`` copies in a cluster."""
     config = StreamConfig(
         name=FAILED_STREAM,
         subjects=[FAILED_SUBJECT],
         storage=StorageType.FILE,
         duplicate_window=duplicate_window_s,
         discard=DiscardPolicy.OLD,
+        num_replicas=replicas,
     )
     try:
         await js.stream_info(FAILED_STREAM)

@@ -89,7 +89,9 @@ class NotifierService:
 
     async def start(self, broker: NatsBroker) -> None:
         self.broker = broker
-        await ensure_failed_stream(self._js(), self.settings.duplicate_window_s)
+        await ensure_failed_stream(
+            self._js(), self.settings.duplicate_window_s, self.settings.stream_replicas
+        )
         self._tasks = [
             asyncio.create_task(self._consume_loop(), name="consume"),
             asyncio.create_task(self._watch_consumer(), name="consumer-watch"),
