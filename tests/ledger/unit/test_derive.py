@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from decimal import Decimal
 from typing import Any
@@ -104,3 +105,49 @@ def test_every_derived_event_matches_its_outbound_model(history: list[dict[str, 
     events, _ = derive_all(lines(history))
     for event in events:
         OUTBOUND_MODELS[event.kind].model_validate(event.data)
+
+
+def test_an_invoice_dated_on_the_first_invoice_date_touches_only_itself() -> None:
+    """An invoice dated exactly F costs one accrual and no adjustment of the pair's other
+    lines; one dated a day earlier moves F and re-windows them; deltas sum to the report."""
+
+    def envelope(n: int, kind: str, data: dict[str, Any]) -> str:
+        return json.dumps(
+            {
+                "specversion": "1.0",
+                "id": f"f-{n}",
+                "source": "t",
+                "type": f"coop.ledger.{kind}.v1",
+                "data": data,
+            }
+        )
+
+    def invoice(n: int, day: str) -> str:
+        data = {"invoice_id": f"inv-{n}", "adviser_id": "adv", "client_id": "cli", "issue_date": day,
+                "currency": "CHF", "net_amount": "1000.00", "tax_amount": "0.00"}  # fmt: skip
+        return envelope(n, "invoice.issued", data)
+
+    head = [
+        envelope(1, "introducer.registered", {"introducer_id": "int", "display_name": "I"}),
+        envelope(
+            2,
+            "introduction.recorded",
+            {
+                "introduction_id": "intro",
+                "introducer_id": "int",
+                "client_id": "cli",
+                "adviser_id": "adv",
+                "date": "2025-01-01",
+            },
+        ),
+        invoice(3, "2025-03-10"),
+        invoice(4, "2026-03-09"),  # last day of year 1 from F = 2025-03-10; year 2 from F = 2025-03-09
+    ]
+    same_day, _ = derive_all([*head, invoice(5, "2025-03-10")])
+    base, _ = derive_all(head)
+    extra = same_day[len(base) :]
+    assert [(e.kind, e.data["invoice_id"]) for e in extra] == [("commission.accrued", "inv-5")]
+    earlier, report = derive_all([*head, invoice(5, "2025-03-09")])
+    moved = earlier[len(base) :]
+    assert ("commission.adjusted", "inv-4") in {(e.kind, e.data["invoice_id"]) for e in moved}
+    assert_deltas_match_report(earlier, report)

@@ -208,13 +208,14 @@ class Deriver:
 
     def _moves_f_or_l(self, pair: Pair, invoice: InvoiceIssued) -> bool:
         """Does ``invoice`` change F (first invoice on/after D) or L (last before D) of an
-        introduction of ``pair``? If not, only its own commission lines are new."""
+        introduction of ``pair``? If not, only its own commission lines are new. F and L are
+        dates (a minimum and a maximum), so an invoice dated exactly F or L moves neither."""
         day = invoice.issue_date
         for intro in self._intro_lines[pair].values():
             if day >= intro.date:
-                if intro.first_invoice_date is None or day <= intro.first_invoice_date:
+                if intro.first_invoice_date is None or day < intro.first_invoice_date:
                     return True
-            elif intro.last_invoice_before is None or day >= intro.last_invoice_before:
+            elif intro.last_invoice_before is None or day > intro.last_invoice_before:
                 return True
         return False
 
