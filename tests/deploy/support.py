@@ -1,5 +1,5 @@
 """Helpers of the deploy/ tests: the repository's NATS configurations on a real nats-server,
-throwaway TLS certificates, a YAML loader, the notifier as a child process, tool lookup."""
+throwaway TLS certificates, a YAML loader, tool lookup."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
-from tests.support.servers import VENV_BIN, free_port, nats_server_binary, wait_for
+from tests.support.servers import free_port, nats_server_binary, stop_process, wait_for
 
 DEPLOY = ROOT / "deploy"
 NATS_DIR = DEPLOY / "nats"
@@ -113,13 +112,7 @@ class SecuredNats:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
         self.process = None
 
 
@@ -264,55 +257,3 @@ def tool(name: str, package: str) -> str:
     if found is None:
         pytest.skip(f"{name} is not installed (Debian package {package}; scripts/test-deps installs it)")
     return found
-
-
-@dataclass
-class NotifierProcess:
-    """``notifier serve`` as a real child process (modelled on tests/support LedgerProcess;
-    both channels off: it consumes LEDGER_OUT and serves /metrics, /healthz, /readyz)."""
-
-    nats_url: str
-    workdir: Path
-    env_extra: dict[str, str] = field(default_factory=dict)
-    http_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self, wait_ready: bool = True) -> NotifierProcess:
-        env = {
-            **os.environ,
-            "NATS_URL": self.nats_url,
-            "NOTIFIER_HTTP_PORT": str(self.http_port),
-            "NOTIFIER_DATA_DIR": str(self.workdir / "notifier-data"),
-            "NOTIFIER_LOG_FORMAT": "json",
-            "NOTIFIER_METRICS_POLL_S": "0.2",
-            "NOTIFIER_FETCH_TIMEOUT_S": "1",
-            "NOTIFIER_STREAM_WAIT_S": "0.3",
-            "NOTIFIER_RETRY_DELAY_S": "0.3",
-            **self.env_extra,
-        }
-        for key in ("NOTIFIER_SMTP_HOST", "NOTIFIER_WEBHOOK_SECRET"):
-            env.pop(key, None)
-        self.process = subprocess.Popen(
-            [str(VENV_BIN / "notifier"), "serve"],
-            env=env,
-            stdout=(self.workdir / f"notifier-{self.http_port}.log").open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        if wait_ready:
-            wait_for(lambda: self.get("/readyz")[0] == 200, 60, what="notifier /readyz")
-        return self
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"notifier exited with {self.process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as response:
-                return int(response.status), bytes(response.read())
-        except urllib.error.HTTPError as exc:
-            return int(exc.code), bytes(exc.read())
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None

@@ -21,7 +21,6 @@ from tests.deploy.support import (
     CLUSTER_PASSWORD,
     NATS_DIR,
     PASSWORDS,
-    NotifierProcess,
     SecuredNats,
     attempt,
     check_config,
@@ -29,6 +28,7 @@ from tests.deploy.support import (
     server_env,
     tls_env,
 )
+from tests.notifier.support import NotifierProcess
 from tests.support.servers import LedgerProcess, free_port, run_cli, wait_for
 
 EXAMPLE = EXAMPLES / "01-standard-introduction.jsonl"
@@ -106,7 +106,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         assert published["published"] == EXAMPLE_FACTS, published
         wait_for(lambda: ledger.settled(EXAMPLE_FACTS), 60, what="facts stored and derived events published")
-        notifier = NotifierProcess(server.url, workdir, env_extra=notifier_env()).start()
+        notifier = NotifierProcess(
+            server.url, workdir / "notifier-data", workdir, env_extra=notifier_env()
+        ).start()
         yield Stack(server, ledger, notifier, workdir)
     finally:
         if notifier is not None:
@@ -178,7 +180,7 @@ def test_notifier_role_consumes_ledger_out_and_publishes_notifier_subjects(stack
     assert worked, errors
     assert seen["ack"].stream == "NOTIFIER_FAILED"
     assert seen["consumer"].num_pending == 0 and seen["consumer"].num_ack_pending == 0
-    assert stack.notifier.get("/readyz")[0] == 200
+    assert stack.notifier.get_json("/readyz")["ready"] is True
     assert not service_violations(stack.nats.log())
 
 

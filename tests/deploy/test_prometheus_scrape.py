@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import EXAMPLE_NAMES, EXAMPLES
-from tests.deploy.support import DEPLOY, NotifierProcess, load_yaml, tool
+from tests.deploy.support import DEPLOY, load_yaml, tool
+from tests.notifier.support import NotifierProcess
 from tests.support.servers import LedgerProcess, NatsServer, free_port, run_cli, wait_for
 
 PROMETHEUS_DIR = DEPLOY / "prometheus"
@@ -114,7 +115,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
     prometheus: Prometheus | None = None
     try:
         ledger.start()
-        notifier = NotifierProcess(nats.url, tmp).start()
+        notifier = NotifierProcess(nats.url, tmp / "notifier-data", tmp).start()
         port = free_port()
         targets = {"ledger": ledger.http_port, "notifier": notifier.http_port}
         config = loopback_config(targets, port, tmp)

@@ -314,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         if totals["seeds"] % 1000 == 0:
-            print(f"{totals['seeds']} seeds, {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
+            print(
+                f"{totals['seeds']} seeds, {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True
+            )
     elapsed = time.perf_counter() - started
     print(
         f"{totals['seeds']} seeds in {elapsed:.1f}s: {totals['messages']} messages, {totals['stored']} facts stored, "

@@ -59,6 +59,17 @@ def nats_server_binary() -> str:
     return found
 
 
+def stop_process(process: subprocess.Popen[bytes] | None, timeout_s: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``."""
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
 @dataclass
 class NatsServer:
     """A real nats-server with JetStream, on loopback, data kept in ``store_dir``."""
@@ -91,13 +102,7 @@ class NatsServer:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
         self.process = None
 
     def restart(self) -> None:

@@ -12,6 +12,7 @@ import importlib.util
 import ssl
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, SecretStr, model_validator
 
@@ -31,6 +32,12 @@ class NatsClientSecurity(BaseModel):
     nats_tls_ca_file: Path | None = None
     nats_tls_cert_file: Path | None = None
     nats_tls_key_file: Path | None = None
+
+    nats_url: str
+
+    def redacted_nats_url(self) -> str:
+        """``nats_url`` for logs: a password (or a token in the user part) hidden."""
+        return ",".join(_redact(url) for url in self.nats_url.split(","))
 
     def _env_name(self, field: str) -> str:
         prefix = str(self.model_config.get("env_prefix", ""))
@@ -103,3 +110,12 @@ class NatsClientSecurity(BaseModel):
         if self.nats_tls_cert_file is not None and self.nats_tls_key_file is not None:
             context.load_cert_chain(str(self.nats_tls_cert_file), str(self.nats_tls_key_file))
         return context
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    if parts.username:  # a token in the user part
+        return url.replace(f"{parts.username}@", "***@")
+    return url

@@ -112,7 +112,7 @@ class Settings(NatsClientSecurity, BaseSettings):
         shown["query_token"] = "***" if self.query_token is not None else None
         shown["nats_password"] = "***" if self.nats_password is not None else None
         shown["pg_password"] = "***" if self.pg_password is not None else None
-        shown["nats_url"] = ",".join(_redact(u) for u in self.nats_url.split(","))
+        shown["nats_url"] = self.redacted_nats_url()
         return shown
 
     def redacted_store_url(self) -> str:
@@ -122,12 +122,3 @@ class Settings(NatsClientSecurity, BaseSettings):
         if parts.password:
             return url.replace(f":{parts.password}@", ":***@")
         return url
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    if parts.username and not parts.password:  # a token in the user part
-        return url.replace(f"{parts.username}@", "***@")
-    return url

@@ -95,8 +95,7 @@ async def _resend(
             **settings.nats_connect_options(),
         )
     except Exception as exc:
-        shown = settings.effective()["nats_url"]
-        typer.echo(f"notifier: NATS unreachable at {shown}: {exc}", err=True)
+        typer.echo(f"notifier: NATS unreachable at {settings.redacted_nats_url()}: {exc}", err=True)
         raise typer.Exit(2) from None
     js = nc.jetstream()
     core = build_core(settings, NatsFailurePublisher(lambda: js))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -130,7 +129,7 @@ class NotifierSettings(NatsClientSecurity, BaseSettings):
         """The configuration to log at start-up: secrets reduced to whether they are set."""
         shown = self.model_dump(mode="json", exclude={"smtp_password", "webhook_secret", "nats_password"})
         shown["store_path"] = str(self.resolved_store_path())
-        shown["nats_url"] = ",".join(_redact_url(u) for u in self.nats_url.split(","))
+        shown["nats_url"] = self.redacted_nats_url()
         shown["nats_password_set"] = self.nats_password is not None
         shown["smtp_password_set"] = bool(self.smtp_password.get_secret_value())
         shown["webhook_secret_set"] = self.webhook_enabled
@@ -141,12 +140,3 @@ class NotifierSettings(NatsClientSecurity, BaseSettings):
         )
         shown["webhook"] = "enabled" if self.webhook_enabled else "disabled (NOTIFIER_WEBHOOK_SECRET not set)"
         return shown
-
-
-def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    if parts.username:
-        return url.replace(f"{parts.username}@", "***@")
-    return url
