@@ -111,7 +111,9 @@ class Deriver:
         self._facts = _Facts()
         self._lines: dict[Pair, dict[LineKey, CommissionLine]] = defaultdict(dict)
         self._intro_lines: dict[Pair, dict[str, IntroductionLine]] = defaultdict(dict)
-        self._rebates: dict[tuple[str, str], RebateLine] = {}
+        #: client -> currency -> the rebate line last published (indexed by client: a client's
+        #: recompute must not scan every client's lines)
+        self._rebates: defaultdict[str, dict[str, RebateLine]] = defaultdict(dict)
         # running balances per (beneficiary, currency): accrued, payable, paid
         self._balances: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
 
@@ -376,17 +378,17 @@ class Deriver:
                 if p in ix.purchases and ix.purchases[p].client_id != client
             )
         facts.extend(ix.pass_throughs.get(client, []))
-        rows = {(r.client_id, r.currency): r for r in build_books(facts).rebates if r.client_id == client}
+        rows = {r.currency: r for r in build_books(facts).rebates if r.client_id == client}
+        published = self._rebates[client]
         events: list[DerivedEvent] = []
-        for key in sorted(rows.keys() | {k for k in self._rebates if k[0] == client}):
-            old, new = self._rebates.get(key), rows.get(key)
+        for currency in sorted(rows.keys() | published.keys()):
+            old, new = published.get(currency), rows.get(currency)
             old_owed = ZERO if old is None else old.owed
             new_owed = ZERO if new is None else new.owed
-            currency = key[1]
             if new is not None:
-                self._rebates[key] = new
+                published[currency] = new
             else:
-                self._rebates.pop(key, None)
+                published.pop(currency, None)
             if new_owed != old_owed:
                 events.append(
                     self._event(
@@ -402,7 +404,7 @@ class Deriver:
                     )
                 )
         if isinstance(fact, RebatePassedThrough) and fact.client_id == client:
-            row = rows.get((client, fact.currency))
+            row = rows.get(fact.currency)
             events.append(
                 self._event(
                     "rebate.passed_through",
