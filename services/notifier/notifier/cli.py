@@ -35,8 +35,8 @@ def serve() -> None:
     import structlog
 
     from ledger.adapters.asgi_server import serve_asgi
+    from ledger.logs import configure_logging
     from notifier.bootstrap import build_app
-    from notifier.logs import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
@@ -66,7 +66,7 @@ def resend_failed(
     Alerts that fail again are published to notifier.failed again."""
     import asyncio
 
-    from notifier.logs import configure_logging
+    from ledger.logs import configure_logging
 
     settings = _settings()
     if channel not in (None, "email", "webhook"):
