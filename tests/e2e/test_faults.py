@@ -13,30 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.figures import assert_same_figures, offline_report
 from tests.support.history import generate
 from tests.support.servers import VENV_BIN, LedgerProcess, NatsServer, run_cli, wait_for
-
-FIGURES = (
-    "introductions",
-    "commissions",
-    "balances",
-    "donations",
-    "rebates",
-    "margins",
-    "rebate_shares",
-    "trial_balance",
-    "anomalies",
-)
 
 
 def history(tmp_path: Path, count: int, seed: int) -> Path:
     path = tmp_path / "history.jsonl"
     path.write_text("\n".join(generate(count, seed)) + "\n")
     return path
-
-
-def offline(path: Path) -> dict[str, object]:
-    return json.loads(run_cli("report", "--events", str(path), "--format", "json").stdout)
 
 
 def test_nats_restart_mid_stream_loses_nothing(tmp_path: Path, nats: NatsServer) -> None:
@@ -65,9 +50,7 @@ def test_nats_restart_mid_stream_loses_nothing(tmp_path: Path, nats: NatsServer)
         if publisher.poll() is None:
             publisher.kill()
     assert stored_before < 3000, "the restart did not happen mid-stream"
-    expected = offline(path)
-    for key in FIGURES:
-        assert live[key] == expected[key], key
+    assert_same_figures(live, offline_report(path))
 
 
 @pytest.fixture
@@ -120,9 +103,7 @@ def test_disk_full_stops_consuming_and_loses_nothing(
         service.kill()
     logs = b"".join(p.read_bytes() for p in tmp_path.glob("ledger-*.log"))
     assert b"consuming paused" in logs and b"full" in logs
-    expected = offline(path)
-    for key in FIGURES:
-        assert live[key] == expected[key], key
+    assert_same_figures(live, offline_report(path))
 
 
 def test_read_only_store_is_a_clear_error_and_nothing_is_acked(

@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support.figures import assert_same_figures
 from tests.support.history import generate
 from tests.support.jetstream import read_stream
 from tests.support.servers import VENV_BIN, LedgerProcess, NatsServer, run_cli, wait_for
@@ -16,17 +17,6 @@ from tests.support.stores import StoreUnderTest
 
 # the head hash depends on arrival order, which redelivery after a kill may change; the
 # figures do not (they are a function of the set of facts)
-FIGURES = (
-    "introductions",
-    "commissions",
-    "balances",
-    "donations",
-    "rebates",
-    "margins",
-    "rebate_shares",
-    "trial_balance",
-    "anomalies",
-)
 
 
 def test_sigkill_at_random_points_then_restart_matches_clean_replay(
@@ -75,8 +65,7 @@ def test_sigkill_at_random_points_then_restart_matches_clean_replay(
     assert min(stored_at_kill) < len(lines), "no kill landed while facts were still streaming in"
     offline = json.loads(run_cli("report", "--events", str(history), "--format", "json").stdout)
     assert offline["summary"]["rejected"] == 0
-    for key in FIGURES:
-        assert live[key] == offline[key], key
+    assert_same_figures(live, offline)
     assert live["head"]["position"] == len(lines)  # every fact stored exactly once
     ids = [msg_id for msg_id, _ in read_stream(nats.url, "LEDGER_OUT")]
     assert ids and len(ids) == len(set(ids))

@@ -9,22 +9,12 @@ from typing import Any
 
 from tests.conftest import EXAMPLE_NAMES, EXAMPLES
 from tests.ledger.unit.test_derive import derive_all
+from tests.support.figures import FIGURES as SAME_FIGURES
 from tests.support.jetstream import delete_consumer, publish_raw, read_stream, request
 from tests.support.servers import LedgerProcess, NatsServer, run_cli, wait_for
 from tests.support.stores import StoreUnderTest
 
-FIGURES = (
-    "introductions",
-    "commissions",
-    "balances",
-    "donations",
-    "rebates",
-    "margins",
-    "rebate_shares",
-    "trial_balance",
-    "anomalies",
-    "head",
-)
+FIGURES = (*SAME_FIGURES, "head")
 
 
 def all_examples(tmp_path: Path) -> tuple[Path, list[str]]:

@@ -10,23 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.figures import assert_same_figures, offline_report
 from tests.support.history import generate
 from tests.support.jetstream import read_stream
 from tests.support.postgres import PostgresServer
 from tests.support.servers import VENV_BIN, LedgerProcess, NatsServer, run_cli, wait_for
 from tests.support.stores import StoreUnderTest
-
-FIGURES = (
-    "introductions",
-    "commissions",
-    "balances",
-    "donations",
-    "rebates",
-    "margins",
-    "rebate_shares",
-    "trial_balance",
-    "anomalies",
-)
 
 
 @pytest.fixture
@@ -40,10 +29,6 @@ def history(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     lines = list(generate(4000, seed=11))
     path.write_text("\n".join(lines) + "\n")
     yield path, len(lines)
-
-
-def offline(path: Path) -> dict[str, object]:
-    return json.loads(run_cli("report", "--events", str(path), "--format", "json").stdout)
 
 
 def test_two_replicas_give_the_same_results_as_one(
@@ -70,10 +55,9 @@ def test_two_replicas_give_the_same_results_as_one(
     finally:
         for replica in replicas:
             replica.kill()
-    expected = offline(path)
+    expected = offline_report(path)
     for report in reports:
-        for key in FIGURES:
-            assert report[key] == expected[key], key
+        assert_same_figures(report, expected)
     assert pg_store.count() == count
     ids = [i for i, _ in read_stream(nats.url, "LEDGER_OUT") if not str(i).startswith("checkpoint:")]
     assert len(ids) == len(set(ids))
@@ -110,9 +94,7 @@ def test_postgres_restart_mid_stream_loses_nothing(
         service.kill()
         if publisher.poll() is None:
             publisher.kill()
-    expected = offline(path)
-    for key in FIGURES:
-        assert live[key] == expected[key], key
+    assert_same_figures(live, offline_report(path))
     assert pg_store.count() == count
     assert stored_before_stop < count, "the restart did not happen mid-stream"
     assert ready_while_down == 503  # not ready while the database is away

@@ -36,19 +36,9 @@ from ledger.application.ledger import Ledger, fact_from_envelope
 from ledger.application.pipeline import Pipeline
 from ledger.application.report import render_report
 from ledger.bootstrap import build_ephemeral_ledger
+from tests.support.figures import FIGURES
 from tests.support.history import generate
 
-FIGURES = (
-    "introductions",
-    "commissions",
-    "balances",
-    "donations",
-    "rebates",
-    "margins",
-    "rebate_shares",
-    "trial_balance",
-    "anomalies",
-)
 CRASH_POINTS = (
     "before_store",
     "after_store",

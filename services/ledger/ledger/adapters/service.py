@@ -27,19 +27,18 @@ import orjson
 import structlog
 from faststream import Context
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
-from faststream.asgi.types import Scope
+from faststream.asgi.types import ASGIApp, Scope
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI, get_asyncapi_html
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
-from prometheus_client import generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ledger.adapters.asyncapi import complete_asyncapi
 from ledger.adapters.eventstore import EventSourcedFactStore
 from ledger.adapters.http_guard import MAX_QUERY_BYTES
+from ledger.adapters.http_routes import json_response, operations_routes
 from ledger.adapters.jetstream import PipelinedPublisher
 from ledger.adapters.metrics import LedgerMetrics
 from ledger.application.derive import DerivedEvent
@@ -420,14 +419,6 @@ def _cloudevent(event: DerivedEvent) -> bytes:
     )
 
 
-def _json(body: Any, status: int = 200) -> AsgiResponse:
-    return AsgiResponse(
-        orjson.dumps(body, option=orjson.OPT_INDENT_2),
-        status_code=status,
-        headers={"Content-Type": "application/json"},
-    )
-
-
 def query_params(scope: Scope) -> dict[str, Any]:
     raw = scope.get("query_string", b"")
     if len(raw) > MAX_QUERY_BYTES:
@@ -533,7 +524,7 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
     def http_query(view: str) -> Callable[[Scope], Any]:
         async def handler(scope: Scope) -> AsgiResponse:
             if not _token_ok(settings, _bearer(scope)):
-                return _json(
+                return json_response(
                     {"error": {"reason": "unauthorized", "message": "a valid bearer token is required"}}, 401
                 )
             try:
@@ -544,28 +535,11 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
                         params[key] = params.pop("id")
                     if key not in params:
                         raise QueryError(f"{key} (or id) is required")
-                return _json(await service.query(params, "http"))
+                return json_response(await service.query(params, "http"))
             except QueryError as exc:
-                return _json({"error": {"reason": "bad_query", "message": str(exc)}}, 400)
+                return json_response({"error": {"reason": "bad_query", "message": str(exc)}}, 400)
 
         return handler
-
-    @get
-    async def metrics(scope: Scope) -> AsgiResponse:
-        return AsgiResponse(
-            generate_latest(service.metrics.registry),
-            status_code=200,
-            headers={"Content-Type": CONTENT_TYPE_LATEST},
-        )
-
-    @get
-    async def healthz(scope: Scope) -> AsgiResponse:
-        return _json({"status": "up"})
-
-    @get
-    async def readyz(scope: Scope) -> AsgiResponse:
-        ok, reason = await service.readiness()
-        return _json({"ready": ok, "reason": reason}, 200 if ok else 503)
 
     specification = AsyncAPI(
         broker,
@@ -576,7 +550,7 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
 
     @get
     async def asyncapi_json(scope: Scope) -> AsgiResponse:
-        return _json(complete_asyncapi(specification.to_specification().to_jsonable()))
+        return json_response(complete_asyncapi(specification.to_specification().to_jsonable()))
 
     @get
     async def asyncapi_html(scope: Scope) -> AsgiResponse:
@@ -585,10 +559,8 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
             html.encode(), status_code=200, headers={"Content-Type": "text/html; charset=utf-8"}
         )
 
-    routes = [
-        ("/metrics", metrics),
-        ("/healthz", healthz),
-        ("/readyz", readyz),
+    routes: list[tuple[str, ASGIApp]] = [
+        *operations_routes(service.metrics.registry, service.readiness),
         ("/report", get(http_query("report"))),
         ("/report/introducer", get(http_query("introducer"))),
         ("/report/client", get(http_query("client"))),

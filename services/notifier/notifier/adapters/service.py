@@ -20,10 +20,9 @@ from faststream.asgi.types import Scope
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
-from prometheus_client import generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 
+from ledger.adapters.http_routes import json_response, operations_routes
 from notifier.adapters.jetstream import (
     IN_STREAM,
     ensure_failed_stream,
@@ -256,37 +255,12 @@ class NotifierService:
         }
 
 
-def _json(body: Any, status: int = 200) -> AsgiResponse:
-    return AsgiResponse(
-        orjson.dumps(body, option=orjson.OPT_INDENT_2),
-        status_code=status,
-        headers={"Content-Type": "application/json"},
-    )
-
-
 def build_asgi(settings: NotifierSettings, service: NotifierService, broker: NatsBroker) -> AsgiFastStream:
     """The FastStream app: NATS lifecycle plus ``/metrics``, ``/healthz``, ``/readyz``, ``/status``."""
 
     @get
-    async def metrics(scope: Scope) -> AsgiResponse:
-        return AsgiResponse(
-            generate_latest(service.metrics.registry),
-            status_code=200,
-            headers={"Content-Type": CONTENT_TYPE_LATEST},
-        )
-
-    @get
-    async def healthz(scope: Scope) -> AsgiResponse:
-        return _json({"status": "up"})
-
-    @get
-    async def readyz(scope: Scope) -> AsgiResponse:
-        ok, reason = await service.readiness()
-        return _json({"ready": ok, "reason": reason}, 200 if ok else 503)
-
-    @get
     async def status(scope: Scope) -> AsgiResponse:
-        return _json(await service.status())
+        return json_response(await service.status())
 
     async def after_startup() -> None:
         await service.start(broker)
@@ -300,7 +274,7 @@ def build_asgi(settings: NotifierSettings, service: NotifierService, broker: Nat
 
     return AsgiFastStream(
         broker,
-        asgi_routes=[("/metrics", metrics), ("/healthz", healthz), ("/readyz", readyz), ("/status", status)],
+        asgi_routes=[*operations_routes(service.metrics.registry, service.readiness), ("/status", status)],
         after_startup=[after_startup],
         on_shutdown=[on_shutdown],
         after_shutdown=[after_shutdown],
