@@ -387,13 +387,10 @@ def test_tls_configuration_serves_the_ledger_over_tls(tmp_path: Path) -> None:
 # the cluster ------------------------------------------------------------------------------------
 
 
-def test_cluster_configuration_runs_the_ledger_on_replicated_streams(tmp_path: Path) -> None:
-    """Three servers from cluster.conf (route credentials, routes from the environment) form
-    one JetStream cluster; the real `ledger serve` (LEDGER_STREAM_REPLICAS=3, every node in
-    NATS_URL) creates LEDGER_IN, LEDGER_OUT and LEDGER_REJECTED with 3 replicas, and a
-    restart (which updates existing streams) keeps them at 3 while facts flow."""
+def cluster_servers(tmp_path: Path) -> list[SecuredNats]:
+    """Three nodes of cluster.conf on free loopback ports (not started)."""
     route_ports = [free_port() for _ in range(3)]
-    servers = [
+    return [
         SecuredNats(
             tmp_path / f"n{i}",
             "cluster.conf",
@@ -402,6 +399,64 @@ def test_cluster_configuration_runs_the_ledger_on_replicated_streams(tmp_path: P
         )
         for i in (1, 2, 3)
     ]
+
+
+def test_services_wait_for_jetstream_and_start_once_the_cluster_forms(tmp_path: Path) -> None:
+    """With one node of three up, JetStream has no quorum: `ledger serve` and `notifier
+    serve` stay up, answer /healthz, report on /readyz why they wait (the stream they cannot
+    open), and become ready by themselves once the other nodes join; facts then flow."""
+    servers = cluster_servers(tmp_path)
+    urls = ",".join(s.url for s in servers)
+    ledger = LedgerProcess(
+        urls,
+        f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+        tmp_path,
+        env_extra={**ledger_env(), "LEDGER_STREAM_REPLICAS": "3"},
+    )
+    notifier = NotifierProcess(
+        urls,
+        tmp_path / "notifier",
+        tmp_path,
+        env_extra={**notifier_env(), "NOTIFIER_STREAM_REPLICAS": "3"},
+    )
+    try:
+        servers[0].start()
+        ledger.start(wait_ready=False)
+        notifier.start(wait_ready=False)
+
+        def ledger_waits() -> bool:
+            status, body = ledger.get("/readyz")
+            return status == 503 and "cannot open stream" in json.loads(body)["reason"]
+
+        wait_for(ledger_waits, 60, what="the ledger to report the stream it cannot open")
+        wait_for(
+            lambda: "cannot open stream NOTIFIER_FAILED" in notifier.get_json("/readyz")["reason"],
+            60,
+            what="the notifier to report the stream it cannot open",
+        )
+        assert ledger.get("/healthz")[0] == 200
+        for server in servers[1:]:
+            server.start()
+        wait_for(lambda: ledger.get("/readyz")[0] == 200, 90, what="ledger ready once the cluster formed")
+        wait_for(lambda: notifier.get_json("/readyz")["ready"], 90, what="notifier ready")
+        published = json.loads(
+            run_cli("publish", str(EXAMPLE), env={"NATS_URL": urls, **ledger_env("producer")}).stdout
+        )["published"]
+        wait_for(lambda: ledger.settled(published), 60, what="facts stored on the cluster")
+        assert ledger.get_json("/report")["head"]["position"] == published
+    finally:
+        ledger.kill()
+        notifier.kill()
+        for server in servers:
+            server.stop()
+
+
+def test_cluster_configuration_runs_the_ledger_on_replicated_streams(tmp_path: Path) -> None:
+    """Three servers from cluster.conf (route credentials, routes from the environment) form
+    one JetStream cluster; the real `ledger serve` (LEDGER_STREAM_REPLICAS=3, every node in
+    NATS_URL) creates LEDGER_IN, LEDGER_OUT and LEDGER_REJECTED with 3 replicas, and a
+    restart (which updates existing streams) keeps them at 3 while facts flow."""
+    servers = cluster_servers(tmp_path)
     urls = ",".join(s.url for s in servers)
     env = {**ledger_env(), "LEDGER_STREAM_REPLICAS": "3"}
     ledger = LedgerProcess(urls, f"sqlite:///{tmp_path / 'ledger.sqlite3'}", tmp_path, env_extra=env)

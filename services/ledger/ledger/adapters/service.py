@@ -28,12 +28,11 @@ import structlog
 from faststream import Context
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import ASGIApp, Scope
-from faststream.nats import NatsBroker
+from faststream.nats import JStream, NatsBroker
 from faststream.specification import AsyncAPI, get_asyncapi_html
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError
 
 from ledger.adapters.asyncapi import complete_asyncapi
 from ledger.adapters.eventstore import EventSourcedFactStore
@@ -41,6 +40,7 @@ from ledger.adapters.http_guard import MAX_QUERY_BYTES
 from ledger.adapters.http_routes import json_response, operations_routes
 from ledger.adapters.jetstream import PipelinedPublisher
 from ledger.adapters.metrics import LedgerMetrics
+from ledger.adapters.streams import MAX_RETRY_DELAY_S, open_stream, stream_config
 from ledger.application.derive import DerivedEvent
 from ledger.application.ledger import Ledger, Outcome
 from ledger.application.outbound import OUTBOUND_MODELS
@@ -103,54 +103,79 @@ class LedgerService:
         )
 
     async def start(self, broker: NatsBroker) -> None:
+        """Recover the store, then open the streams and start consuming in the background:
+        HTTP (/healthz, /readyz with the reason) answers while JetStream is not there yet."""
         self.broker = broker
         await self.run(self._recover)
         self._update_gauges()
+        self.ready_reason = "opening the JetStream streams"
+        self._tasks = [asyncio.create_task(self._open_then_run(broker), name="open")]
+
+    def _waiting(self, reason: str) -> None:
+        self.ready_reason = reason
+
+    async def _open_then_run(self, broker: NatsBroker) -> None:
         js = broker.config.connection_state.stream
-        for name, subjects in (("LEDGER_OUT", ["ledger.out.>"]), ("LEDGER_REJECTED", ["ledger.rejected"])):
-            await self._ensure_stream(js, name, subjects)
-        subscription = await self._ensure_in_stream(js)
+        for name, subjects in (
+            ("LEDGER_OUT", ["ledger.out.>"]),
+            ("LEDGER_REJECTED", ["ledger.rejected"]),
+            ("LEDGER_IN", ["ledger.in.>"]),
+        ):
+            config = stream_config(
+                name, subjects, self.settings.duplicate_window_s, self.settings.stream_replicas
+            )
+            if not await open_stream(
+                js,
+                config,
+                retry_delay_s=self.settings.retry_delay_s,
+                stopping=self._stopping,
+                on_wait=self._waiting,
+            ):
+                return
+        subscription = await self._subscribe(js)
+        if subscription is None:
+            return
         self._subscription = subscription
         self.publisher = PipelinedPublisher(broker.config.connection_state.connection)
         await self.publisher.start()
-        self._tasks = [
+        self._tasks += [
             asyncio.create_task(self._consume_loop(subscription), name="consume"),
             asyncio.create_task(self._outbox_loop(), name="outbox"),
             asyncio.create_task(self._checkpoint_loop(), name="checkpoint"),
             asyncio.create_task(self._watch_consumer(), name="consumer-watch"),
         ]
         self.ready_reason = ""
-
-    async def _ensure_stream(self, js: JetStreamContext, name: str, subjects: list[str]) -> None:
-        """Create the stream, or bring an existing one to this configuration (file storage,
-        the duplicate window, ``LEDGER_STREAM_REPLICAS`` copies in a cluster)."""
-        config = StreamConfig(
-            name=name,
-            subjects=subjects,
-            storage=StorageType.FILE,
-            duplicate_window=self.settings.duplicate_window_s,
-            discard=DiscardPolicy.OLD,
-            num_replicas=self.settings.stream_replicas,
+        log.info(
+            "ledger ready",
+            http=f"http://{self.settings.http_host}:{self.settings.http_port}",
+            head_position=self.ledger.head_position,
+            consumer=self.settings.consumer_name,
         )
-        try:
-            await js.stream_info(name)
-            await js.update_stream(config)
-        except NotFoundError:
-            await js.add_stream(config)
 
-    async def _ensure_in_stream(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
-        await self._ensure_stream(js, "LEDGER_IN", ["ledger.in.>"])
-        return await js.pull_subscribe(
-            "ledger.in.>",
-            durable=self.settings.consumer_name,
-            stream="LEDGER_IN",
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=self.settings.ack_wait_s,
-                max_ack_pending=-1,
-                deliver_policy=DeliverPolicy.ALL,
-            ),
-        )
+    async def _subscribe(self, js: JetStreamContext) -> JetStreamContext.PullSubscription | None:
+        """The durable pull consumer on ``LEDGER_IN``, retried like the streams; None if
+        the service stops first."""
+        delay_s = self.settings.retry_delay_s
+        while not self._stopping.is_set():
+            try:
+                return await js.pull_subscribe(
+                    "ledger.in.>",
+                    durable=self.settings.consumer_name,
+                    stream="LEDGER_IN",
+                    config=ConsumerConfig(
+                        ack_policy=AckPolicy.EXPLICIT,
+                        ack_wait=self.settings.ack_wait_s,
+                        max_ack_pending=-1,
+                        deliver_policy=DeliverPolicy.ALL,
+                    ),
+                )
+            except Exception as exc:
+                self.ready_reason = f"cannot create consumer: {type(exc).__name__}: {exc}"[:300]
+                log.warning("cannot create the consumer; retrying", error=self.ready_reason)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay_s)
+                delay_s = min(delay_s * 2, MAX_RETRY_DELAY_S)
+        return None
 
     async def _consume_loop(self, subscription: JetStreamContext.PullSubscription) -> None:
         """The hot path: fetch up to a batch (returns as soon as messages are available),
@@ -506,17 +531,20 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
     async def query_client(msg: Any = Context("message")) -> dict[str, Any]:
         return await answer(msg.body, "client")
 
+    # the service opens its streams itself (with their configuration, retried): FastStream
+    # must not declare them at connect time
+    out_stream = JStream("LEDGER_OUT", declare=False)
     for kind, model in OUTBOUND_MODELS.items():
         broker.publisher(
             f"ledger.out.{kind}",
-            stream="LEDGER_OUT",
+            stream=out_stream,
             title=f"ledger.out.{kind}",
             schema=model,
             description=f"Derived event coop.ledger.out.{kind}.v1 (CloudEvents; data as this schema).",
         )
     broker.publisher(
         "ledger.rejected",
-        stream="LEDGER_REJECTED",
+        stream=JStream("LEDGER_REJECTED", declare=False),
         title="ledger.rejected",
         description="Refused inbound messages: original bytes, reason code, readable message.",
     )
@@ -570,11 +598,6 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
 
     async def after_startup() -> None:
         await service.start(broker)
-        log.info(
-            "ledger ready",
-            http=f"http://{settings.http_host}:{settings.http_port}",
-            head_position=service.ledger.head_position,
-        )
 
     async def on_shutdown() -> None:
         await service.stop_consuming()

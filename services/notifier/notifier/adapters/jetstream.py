@@ -8,10 +8,11 @@ import contextlib
 from collections.abc import Callable
 
 import structlog
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from ledger.adapters.streams import ensure_stream, stream_config
 from notifier.application.ports import FailureNotice
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "IN_STREAM",
     "NatsFailurePublisher",
     "ensure_failed_stream",
+    "failed_stream_config",
     "subscribe_ledger_out",
     "wait_for_stream",
 ]
@@ -33,22 +35,15 @@ FAILED_SUBJECT = "notifier.failed"
 log = structlog.get_logger("notifier.jetstream")
 
 
+def failed_stream_config(duplicate_window_s: float, replicas: int = 1) -> StreamConfig:
+    """Stream ``NOTIFIER_FAILED`` on subject ``notifier.failed`` only, with ``replicas``
+    copies in a cluster."""
+    return stream_config(FAILED_STREAM, [FAILED_SUBJECT], duplicate_window_s, replicas)
+
+
 async def ensure_failed_stream(js: JetStreamContext, duplicate_window_s: float, replicas: int = 1) -> None:
-    """Create (or update) stream ``NOTIFIER_FAILED`` on subject ``notifier.failed`` only,
-    with ``replicas`` copies in a cluster."""
-    config = StreamConfig(
-        name=FAILED_STREAM,
-        subjects=[FAILED_SUBJECT],
-        storage=StorageType.FILE,
-        duplicate_window=duplicate_window_s,
-        discard=DiscardPolicy.OLD,
-        num_replicas=replicas,
-    )
-    try:
-        await js.stream_info(FAILED_STREAM)
-        await js.update_stream(config)
-    except NotFoundError:
-        await js.add_stream(config)
+    """Create (or update) stream ``NOTIFIER_FAILED`` (one attempt)."""
+    await ensure_stream(js, failed_stream_config(duplicate_window_s, replicas))
 
 
 async def wait_for_stream(

@@ -23,9 +23,10 @@ from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
 from ledger.adapters.http_routes import json_response, operations_routes
+from ledger.adapters.streams import open_stream
 from notifier.adapters.jetstream import (
     IN_STREAM,
-    ensure_failed_stream,
+    failed_stream_config,
     subscribe_ledger_out,
     wait_for_stream,
 )
@@ -88,9 +89,6 @@ class NotifierService:
 
     async def start(self, broker: NatsBroker) -> None:
         self.broker = broker
-        await ensure_failed_stream(
-            self._js(), self.settings.duplicate_window_s, self.settings.stream_replicas
-        )
         self._tasks = [
             asyncio.create_task(self._consume_loop(), name="consume"),
             asyncio.create_task(self._watch_consumer(), name="consumer-watch"),
@@ -135,6 +133,15 @@ class NotifierService:
 
     async def _consume_loop(self) -> None:
         js = self._js()
+        failed = failed_stream_config(self.settings.duplicate_window_s, self.settings.stream_replicas)
+        if not await open_stream(
+            js,
+            failed,
+            retry_delay_s=self.settings.stream_wait_s,
+            stopping=self._stopping,
+            on_wait=self._waiting,
+        ):
+            return
         subscription: JetStreamContext.PullSubscription | None = None
         while subscription is None:
             if not await wait_for_stream(
