@@ -261,7 +261,8 @@ def main() -> None:
         def p99(phase: str) -> str:
             values = [s["p99_ms"] for s in samples if s["phase"] == phase and s["p99_ms"] is not None]
             return (
-                f"{max(values):.0f} ms worst second, {statistics.median(values):.0f} ms median"
+                f"{max(values):.0f} ms worst second, {statistics.median(values):.0f} ms median, "
+                f"{sum(v > 250 for v in values)} of {len(values)} seconds over 250 ms"
                 if values
                 else "n/a"
             )

@@ -199,6 +199,27 @@ def test_sigterm_stops_cleanly_and_restart_resumes(
     assert {k: v for k, v in ledger_service.get_json("/report").items()} == report
 
 
+def test_the_service_freezes_its_state_out_of_the_collectors_way(
+    tmp_path: Path, nats: NatsServer, store: StoreUnderTest
+) -> None:
+    """`ledger serve` wires LEDGER_HEAP_FREEZE_EVERY_FACTS: with a schedule of 10 facts the
+    worked examples freeze the heap (ledger_heap_frozen_objects > 0), and the report is the
+    offline replay's."""
+    service = LedgerProcess(nats.url, store.url, tmp_path, env_extra={"LEDGER_HEAP_FREEZE_EVERY_FACTS": "10"})
+    service.start()
+    try:
+        assert service.metric("ledger_heap_frozen_objects") == 0
+        path, lines = all_examples(tmp_path)
+        publish(nats, path)
+        wait_for(lambda: service.settled(len(lines)), 60, what="settled")
+        assert service.metric("ledger_heap_frozen_objects") > 0
+        live = service.get_json("/report")
+        offline = replay(path)
+        assert {k: live[k] for k in SAME_FIGURES} == {k: offline[k] for k in SAME_FIGURES}
+    finally:
+        service.terminate()
+
+
 def test_checkpoints_are_published_and_verify_against_the_store(
     tmp_path: Path, nats: NatsServer, store: StoreUnderTest
 ) -> None:

@@ -53,6 +53,9 @@ class Settings(NatsClientSecurity, BaseSettings):
     metrics_poll_s: float = Field(default=2.0, gt=0, le=300)
     ready_timeout_s: float = Field(default=2.0, gt=0, le=60)
     ready_max_pending: int = Field(default=100_000, ge=0)
+    #: Every this many facts taken into memory, collect the young objects and freeze the
+    #: survivors out of the garbage collector's full passes (0: off); see adapters/heap.py.
+    heap_freeze_every_facts: int = Field(default=20_000, ge=0, le=10_000_000)
     #: When set, report queries (HTTP and NATS) need this token; metrics and health do not.
     query_token: SecretStr | None = None
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 __all__ = ["LedgerMetrics"]
@@ -96,3 +98,9 @@ class LedgerMetrics:
             "ledger_audit_checkpoints_published_total", "Chain-head checkpoints published.", registry=r
         )
         self.chain_head = Info("ledger_chain_head", "Hash chain head of the stored log.", registry=r)
+        self.heap_frozen = Gauge(
+            "ledger_heap_frozen_objects",
+            "Objects frozen out of the garbage collector's full passes (adapters/heap.py).",
+            registry=r,
+        )
+        self.heap_frozen.set_function(gc.get_freeze_count)

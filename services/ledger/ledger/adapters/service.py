@@ -490,11 +490,11 @@ def _token_ok(settings: Settings, given: object) -> bool:
 
 def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerService]:
     """Wire the service from settings. Nothing connects until the app starts."""
-    from ledger.bootstrap import build_store, utc_now
+    from ledger.bootstrap import build_ledger, build_store
 
     settings = settings or Settings()
     store = build_store(settings)
-    service = LedgerService(settings, store, Ledger(store, utc_now))
+    service = LedgerService(settings, store, build_ledger(settings, store))
     broker = NatsBroker(
         [url.strip() for url in settings.nats_url.split(",")],
         max_reconnect_attempts=-1,

@@ -76,9 +76,17 @@ class FactIndex:
 class Ledger:
     """Accepts facts into the log and computes the books from it."""
 
-    def __init__(self, store: FactStore, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        store: FactStore,
+        clock: Callable[[], datetime],
+        on_growth: Callable[[int], None] | None = None,
+    ) -> None:
+        """``on_growth`` is told how many facts the in-memory index just took (after each
+        stored batch and each page read back), e.g. to manage the process's heap."""
         self._store = store
         self._clock = clock
+        self._on_growth = on_growth
         self.index = FactIndex()
 
     @property
@@ -101,6 +109,8 @@ class Ledger:
                 envelope = stored.envelope
                 self.index.apply(stored, envelope["id"], fact_from_envelope(envelope))
             count += len(page)
+            if self._on_growth is not None:
+                self._on_growth(len(page))
             if progress is not None:
                 progress(len(page))
 
@@ -141,6 +151,8 @@ class Ledger:
                 continue
             for stored, envelope_id, fact in new:
                 self.index.apply(stored, envelope_id, fact)
+            if self._on_growth is not None:
+                self._on_growth(len(new))
             return outcomes
         raise RuntimeError(f"could not append after {MAX_APPEND_ATTEMPTS} attempts (write contention)")
 

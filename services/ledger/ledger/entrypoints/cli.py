@@ -371,6 +371,7 @@ def audit_verify(
     import time
 
     from ledger.adapters.eventstore import EventSourcedFactStore
+    from ledger.adapters.heap import HeapFreezer
     from ledger.application.audit import Fault, check_checkpoint, compare_projections, parse_facts, walk_chain
     from ledger.application.pipeline import OUTBOX
     from ledger.bootstrap import build_store
@@ -378,6 +379,7 @@ def audit_verify(
     settings = _settings()
     checkpoints = [_checkpoint(text) for text in against or []]
     store: EventSourcedFactStore = _guard_store(settings, lambda: build_store(settings))
+    freezer = HeapFreezer(settings.heap_freeze_every_facts)
     started = time.perf_counter()
 
     def records() -> Any:
@@ -398,8 +400,11 @@ def audit_verify(
         disable=not err.is_terminal,
     ) as progress:
         task = progress.add_task("verify", total=None)
+        walked_before = [0]
 
         def tick(n: int) -> None:
+            freezer.note(n - walked_before[0])
+            walked_before[0] = n
             progress.update(task, completed=n)
             if not err.is_terminal and n % 100_000 == 0:
                 err.print(f"verify: {n} facts walked")
@@ -407,6 +412,7 @@ def audit_verify(
         walk = walk_chain(records(), keep_facts=True, watch=[c.position for c in checkpoints], progress=tick)
     walked = time.perf_counter()
     parse_facts(walk)
+    freezer.freeze_now()  # the parsed facts stay until the end: out of the collector's way
     faults = list(walk.faults)
     for checkpoint in checkpoints:
         faults.extend(check_checkpoint(walk, checkpoint))
