@@ -38,8 +38,10 @@ def test_nats_restart_mid_stream_loses_nothing(tmp_path: Path, nats: NatsServer)
         stderr=subprocess.PIPE,
     )
     try:
-        time.sleep(0.8)
-        stored_before = service.metric("ledger_stored_position")
+        # restart once facts flow (the publisher connected and checked the stream)
+        stored_before = wait_for(
+            lambda: service.metric("ledger_stored_position"), 120, what="first facts stored"
+        )
         nats.restart()
         _, err = publisher.communicate(timeout=300)
         assert publisher.returncode == 0, err[-2000:]

@@ -9,7 +9,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ledger.nats_security import NatsClientSecurity
+from coop_runtime.nats_security import NatsClientSecurity
 
 __all__ = ["Settings"]
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from faststream.asgi import AsgiFastStream
-from faststream.nats import NatsBroker
 
+from coop_runtime.broker import build_broker
 from notifier.adapters.email import SmtpEmailSender
 from notifier.adapters.metrics import NotifierMetrics
 from notifier.adapters.service import NotifierService, build_asgi
@@ -99,14 +99,7 @@ def build_app(settings: NotifierSettings) -> tuple[AsgiFastStream, NotifierServi
     """``notifier serve``: the FastStream app and the service behind it."""
     from notifier.adapters.jetstream import NatsFailurePublisher
 
-    broker = NatsBroker(
-        [url.strip() for url in settings.nats_url.split(",")],
-        max_reconnect_attempts=-1,
-        graceful_timeout=settings.graceful_timeout_s,
-        name="notifier",
-        logger=None,
-        **settings.nats_broker_options(),
-    )
+    broker = build_broker(settings, name="notifier", graceful_timeout_s=settings.graceful_timeout_s)
     publisher = NatsFailurePublisher(lambda: broker.config.connection_state.stream)
     core = build_core(settings, publisher)
     service = NotifierService(

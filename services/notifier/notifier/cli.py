@@ -34,8 +34,8 @@ def serve() -> None:
 
     import structlog
 
-    from ledger.adapters.asgi_server import serve_asgi
-    from ledger.logs import configure_logging
+    from coop_runtime.asgi_server import serve_asgi
+    from coop_runtime.logs import configure_logging
     from notifier.bootstrap import build_app
 
     settings = _settings()
@@ -66,7 +66,7 @@ def resend_failed(
     Alerts that fail again are published to notifier.failed again."""
     import asyncio
 
-    from ledger.logs import configure_logging
+    from coop_runtime.logs import configure_logging
 
     settings = _settings()
     if channel not in (None, "email", "webhook"):

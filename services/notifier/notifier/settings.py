@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ledger.nats_security import NatsClientSecurity
+from coop_runtime.nats_security import NatsClientSecurity
 from notifier.domain.hosts import is_loopback_host
 
 __all__ = ["NotifierSettings"]

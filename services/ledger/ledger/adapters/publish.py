@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.errors
+import nats.js.errors
 import orjson
+from nats.js.errors import NotFoundError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -19,6 +22,12 @@ from ledger.adapters.jsonl import read_lines
 __all__ = ["PublishError", "publish_files", "subject_for"]
 
 WINDOW = 512
+#: How long to wait for stream LEDGER_IN to answer before giving up (a NATS server or
+#: cluster restarting answers within seconds).
+STREAM_WAIT_S = 60.0
+#: Attempts per message (same Nats-Msg-Id each time, so a retry never stores twice).
+PUBLISH_ATTEMPTS = 6
+PUBLISH_TIMEOUT_S = 15.0
 _TYPE = re.compile(r"^coop\.ledger\.([a-z_]+(?:\.[a-z_]+)*)\.v[0-9]+$")
 
 
@@ -60,11 +69,11 @@ async def publish_files(
     )
     js = nc.jetstream()
     try:
-        await js.stream_info("LEDGER_IN")
+        await _wait_for_stream(js)
     except Exception as exc:
         await nc.close()
         raise PublishError(
-            f"stream LEDGER_IN is not available on {nats_url} ({exc}): is `ledger serve` running?"
+            f"stream LEDGER_IN is not available on {_redacted(nats_url)} ({exc}): is `ledger serve` running?"
         ) from exc
     counts = {"published": 0, "duplicates": 0, "failed": 0, "too_long": 0}
     try:
@@ -88,11 +97,7 @@ async def publish_files(
                             console.print(f"{path}:{line.number}: line too long, not published")
                             continue
                         subject, msg_id = subject_for(line.raw)
-                        pending.append(
-                            asyncio.ensure_future(
-                                js.publish(subject, line.raw, headers={"Nats-Msg-Id": msg_id}, timeout=30)
-                            )
-                        )
+                        pending.append(asyncio.ensure_future(_publish_one(js, subject, line.raw, msg_id)))
                         if len(pending) >= WINDOW:
                             await _settle(pending, counts, console)
                             progress.update(task, completed=line.offset)
@@ -101,6 +106,52 @@ async def publish_files(
     finally:
         await nc.drain()
     return counts
+
+
+async def _wait_for_stream(js: Any) -> None:
+    """``stream_info("LEDGER_IN")`` until it answers, doubling the wait, for at most
+    :data:`STREAM_WAIT_S` (then the last error is raised)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STREAM_WAIT_S
+    delay_s = 0.25
+    while True:
+        try:
+            await js.stream_info("LEDGER_IN")
+            return
+        except NotFoundError:
+            raise
+        except Exception:
+            if loop.time() + delay_s > deadline:
+                raise
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
+
+
+async def _publish_one(js: Any, subject: str, raw: bytes, msg_id: str) -> object:
+    """Publish one message and wait for its PubAck, retrying (same ``Nats-Msg-Id``: JetStream
+    de-duplicates) through a server restart or a leader change."""
+    delay_s = 0.5
+    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        try:
+            return await js.publish(subject, raw, headers={"Nats-Msg-Id": msg_id}, timeout=PUBLISH_TIMEOUT_S)
+        except (
+            nats.errors.TimeoutError,
+            nats.errors.NoRespondersError,
+            nats.errors.ConnectionClosedError,
+            nats.js.errors.ServiceUnavailableError,
+            TimeoutError,
+        ):
+            if attempt == PUBLISH_ATTEMPTS:
+                raise
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 8.0)
+    raise AssertionError("unreachable")
+
+
+def _redacted(nats_url: str) -> str:
+    from coop_runtime.nats_security import redact_url
+
+    return ",".join(redact_url(url) for url in nats_url.split(","))
 
 
 async def _settle(pending: list[asyncio.Future[object]], counts: dict[str, int], console: Console) -> None:

@@ -34,13 +34,15 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
+from coop_runtime.broker import build_broker
+from coop_runtime.http import json_response, operations_routes
+from coop_runtime.http_guard import MAX_QUERY_BYTES
+from coop_runtime.retry import retry_until
+from coop_runtime.streams import open_stream, stream_config
 from ledger.adapters.asyncapi import complete_asyncapi
 from ledger.adapters.eventstore import EventSourcedFactStore
-from ledger.adapters.http_guard import MAX_QUERY_BYTES
-from ledger.adapters.http_routes import json_response, operations_routes
 from ledger.adapters.jetstream import PipelinedPublisher
 from ledger.adapters.metrics import LedgerMetrics
-from ledger.adapters.streams import MAX_RETRY_DELAY_S, open_stream, stream_config
 from ledger.application.derive import DerivedEvent
 from ledger.application.ledger import Ledger, Outcome
 from ledger.application.outbound import OUTBOUND_MODELS
@@ -155,27 +157,27 @@ class LedgerService:
     async def _subscribe(self, js: JetStreamContext) -> JetStreamContext.PullSubscription | None:
         """The durable pull consumer on ``LEDGER_IN``, retried like the streams; None if
         the service stops first."""
-        delay_s = self.settings.retry_delay_s
-        while not self._stopping.is_set():
-            try:
-                return await js.pull_subscribe(
-                    "ledger.in.>",
-                    durable=self.settings.consumer_name,
-                    stream="LEDGER_IN",
-                    config=ConsumerConfig(
-                        ack_policy=AckPolicy.EXPLICIT,
-                        ack_wait=self.settings.ack_wait_s,
-                        max_ack_pending=-1,
-                        deliver_policy=DeliverPolicy.ALL,
-                    ),
-                )
-            except Exception as exc:
-                self.ready_reason = f"cannot create consumer: {type(exc).__name__}: {exc}"[:300]
-                log.warning("cannot create the consumer; retrying", error=self.ready_reason)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), timeout=delay_s)
-                delay_s = min(delay_s * 2, MAX_RETRY_DELAY_S)
-        return None
+
+        async def attempt() -> JetStreamContext.PullSubscription:
+            return await js.pull_subscribe(
+                "ledger.in.>",
+                durable=self.settings.consumer_name,
+                stream="LEDGER_IN",
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT,
+                    ack_wait=self.settings.ack_wait_s,
+                    max_ack_pending=-1,
+                    deliver_policy=DeliverPolicy.ALL,
+                ),
+            )
+
+        return await retry_until(
+            attempt,
+            what="create the consumer",
+            retry_delay_s=self.settings.retry_delay_s,
+            stopping=self._stopping,
+            on_wait=self._waiting,
+        )
 
     async def _consume_loop(self, subscription: JetStreamContext.PullSubscription) -> None:
         """The hot path: fetch up to a batch (returns as soon as messages are available),
@@ -495,14 +497,7 @@ def build_app(settings: Settings | None = None) -> tuple[AsgiFastStream, LedgerS
     settings = settings or Settings()
     store = build_store(settings)
     service = LedgerService(settings, store, build_ledger(settings, store))
-    broker = NatsBroker(
-        [url.strip() for url in settings.nats_url.split(",")],
-        max_reconnect_attempts=-1,
-        graceful_timeout=settings.graceful_timeout_s,
-        name="ledger",
-        logger=None,
-        **settings.nats_broker_options(),
-    )
+    broker = build_broker(settings, name="ledger", graceful_timeout_s=settings.graceful_timeout_s)
 
     async def answer(body: bytes, view: str) -> dict[str, Any]:
         return await answer_query(service, body, view)

@@ -197,10 +197,10 @@ def serve() -> None:
 
     import structlog
 
-    from ledger.adapters.asgi_server import serve_asgi
-    from ledger.adapters.http_guard import HttpGuard
+    from coop_runtime.asgi_server import serve_asgi
+    from coop_runtime.http_guard import HttpGuard
+    from coop_runtime.logs import configure_logging
     from ledger.adapters.service import build_app
-    from ledger.logs import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)

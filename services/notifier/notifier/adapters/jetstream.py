@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
-import structlog
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from ledger.adapters.streams import ensure_stream, stream_config
+from coop_runtime.retry import retry_until
+from coop_runtime.streams import ensure_stream, stream_config
 from notifier.application.ports import FailureNotice
 
 __all__ = [
@@ -31,8 +30,6 @@ IN_STREAM = "LEDGER_OUT"
 IN_FILTER = "ledger.out.>"
 FAILED_STREAM = "NOTIFIER_FAILED"
 FAILED_SUBJECT = "notifier.failed"
-
-log = structlog.get_logger("notifier.jetstream")
 
 
 def failed_stream_config(duplicate_window_s: float, replicas: int = 1) -> StreamConfig:
@@ -54,23 +51,26 @@ async def wait_for_stream(
     on_wait: Callable[[str], None],
 ) -> bool:
     """Wait until stream ``name`` exists (the ledger creates ``LEDGER_OUT``); False if
-    stopped first. Never raises: NATS errors are logged and retried."""
-    told = False
-    while not stopping.is_set():
-        try:
-            await js.stream_info(name)
-            return True
-        except NotFoundError:
-            reason = f"waiting for stream {name} (the ledger creates it)"
-        except Exception as exc:
-            reason = f"cannot read stream {name}: {exc}"
-        on_wait(reason)
-        if not told:
-            log.warning(reason + "; retrying", every_s=interval_s)
-            told = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), timeout=interval_s)
-    return False
+    stopped first. Never raises: NATS errors are reported and retried (one retry policy)."""
+
+    async def attempt() -> bool:
+        await js.stream_info(name)
+        return True
+
+    def describe(exc: Exception) -> str:
+        if isinstance(exc, NotFoundError):
+            return "it does not exist yet (the ledger creates it)"
+        return f"{type(exc).__name__}: {exc}"
+
+    found = await retry_until(
+        attempt,
+        what=f"find stream {name}",
+        retry_delay_s=interval_s,
+        stopping=stopping,
+        on_wait=on_wait,
+        describe=describe,
+    )
+    return bool(found)
 
 
 async def subscribe_ledger_out(

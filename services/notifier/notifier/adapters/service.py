@@ -22,8 +22,9 @@ from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
-from ledger.adapters.http_routes import json_response, operations_routes
-from ledger.adapters.streams import open_stream
+from coop_runtime.http import json_response, operations_routes
+from coop_runtime.retry import retry_until
+from coop_runtime.streams import open_stream
 from notifier.adapters.jetstream import (
     IN_STREAM,
     failed_stream_config,
@@ -142,20 +143,24 @@ class NotifierService:
             on_wait=self._waiting,
         ):
             return
-        subscription: JetStreamContext.PullSubscription | None = None
-        while subscription is None:
-            if not await wait_for_stream(
-                js, IN_STREAM, self.settings.stream_wait_s, self._stopping, self._waiting
-            ):
-                return
-            try:
-                subscription = await subscribe_ledger_out(
-                    js, self.settings.consumer_name, self.settings.ack_wait_s, self.settings.max_in_flight
-                )
-            except Exception as exc:
-                self.ready_reason = f"cannot create consumer: {exc}"
-                log.warning("cannot create the consumer; retrying", error=str(exc))
-                await asyncio.sleep(self.settings.stream_wait_s)
+        wait_s = self.settings.stream_wait_s
+        if not await wait_for_stream(js, IN_STREAM, wait_s, self._stopping, self._waiting):
+            return
+
+        async def subscribe() -> JetStreamContext.PullSubscription:
+            return await subscribe_ledger_out(
+                js, self.settings.consumer_name, self.settings.ack_wait_s, self.settings.max_in_flight
+            )
+
+        subscription = await retry_until(
+            subscribe,
+            what="create the consumer",
+            retry_delay_s=self.settings.stream_wait_s,
+            stopping=self._stopping,
+            on_wait=self._waiting,
+        )
+        if subscription is None:
+            return
         self._subscription = subscription
         self.ready_reason = ""
         log.info("consuming", stream=IN_STREAM, consumer=self.settings.consumer_name)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, SecretStr, model_validator
 
-__all__ = ["NatsClientSecurity"]
+__all__ = ["NatsClientSecurity", "redact_url"]
 
 
 class NatsClientSecurity(BaseModel):
@@ -37,7 +37,7 @@ class NatsClientSecurity(BaseModel):
 
     def redacted_nats_url(self) -> str:
         """``nats_url`` for logs: a password (or a token in the user part) hidden."""
-        return ",".join(_redact(url) for url in self.nats_url.split(","))
+        return ",".join(redact_url(url) for url in self.nats_url.split(","))
 
     def _env_name(self, field: str) -> str:
         prefix = str(self.model_config.get("env_prefix", ""))
@@ -112,7 +112,8 @@ class NatsClientSecurity(BaseModel):
         return context
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
+    """``url`` for logs and messages: a password (or a token in the user part) hidden."""
     parts = urlsplit(url)
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@")
