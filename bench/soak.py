@@ -159,7 +159,7 @@ async def drive(
             "published": counter,
             "drained": drained,
             "drain_s": time.perf_counter() - started - samples[-1]["t"],
-            "refused": metric(http_port, "ledger_facts_refused_total"),
+            "refused": metric(http_port, "ledger_facts_rejected_total"),
         }
     )
     return samples

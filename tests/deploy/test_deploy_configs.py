@@ -98,7 +98,7 @@ def test_alerts_cover_what_the_issue_asks() -> None:
         for rule in group["rules"]
     }
     needed = {
-        "LedgerRefusalsRising": "ledger_facts_refused_total",
+        "LedgerRejectionsRising": "ledger_facts_rejected_total",
         "LedgerPublishLagHigh": "ledger_publish_lag_facts",
         "LedgerConsumerPendingHigh": "ledger_consumer_pending_messages",
         "NotifierAlertsFailing": "notifier_alerts_failed_total",
@@ -154,7 +154,7 @@ def test_dashboard_shows_what_the_issue_asks() -> None:
     exprs = " ".join(expr for _, expr in dashboard_exprs())
     for metric in (
         "ledger_facts_accepted_total",
-        "ledger_facts_refused_total",
+        "ledger_facts_rejected_total",
         "ledger_batch_duration_seconds_bucket",
         "ledger_publish_lag_facts",
         "ledger_consumer_pending_messages",

@@ -138,8 +138,8 @@ def test_bad_input_over_nats_goes_to_rejected_and_valid_messages_still_count(
     assert all(body["message"] for body in rejected.values())
     wait_for(lambda: ledger_service.settled(2), 30, what="valid facts stored")
     assert ledger_service.metric("ledger_facts_accepted_total") == 2
-    assert ledger_service.metric("ledger_facts_refused_total", {"reason": "conflict"}) == 1
-    assert ledger_service.metric("ledger_facts_refused_total") == 5
+    assert ledger_service.metric("ledger_facts_rejected_total", {"reason": "conflict"}) == 1
+    assert ledger_service.metric("ledger_facts_rejected_total") == 5
 
 
 def test_duplicates_and_forced_redelivery_change_nothing(
@@ -223,8 +223,8 @@ def test_the_service_freezes_its_state_out_of_the_collectors_way(
 def test_checkpoints_are_published_and_verify_against_the_store(
     tmp_path: Path, nats: NatsServer, store: StoreUnderTest
 ) -> None:
-    """The chain head is published on ledger.out.audit.checkpoint; `ledger audit verify
-    --against` that checkpoint passes on the service's store."""
+    """The chain head is published on ledger.out.audit.checkpoint (and matches the stored
+    chain); `ledger audit verify --against` that checkpoint passes on the service's store."""
     store_url = store.url
     service = LedgerProcess(nats.url, store_url, tmp_path, env_extra={"LEDGER_CHECKPOINT_INTERVAL_S": "0.2"})
     service.start()
@@ -242,7 +242,8 @@ def test_checkpoints_are_published_and_verify_against_the_store(
 
         latest = wait_for(checkpoint, 30, what="a checkpoint at the head")
         assert latest["hash"] == head["hash"]
-        assert service.metric("ledger_chain_head_info", {"hash": head["hash"]}) == 1
+        assert service.metric("ledger_stored_position") == head["position"]
+        assert service.metric("ledger_checkpoint_mismatch") == 0
     finally:
         service.terminate()
     proc = run_cli(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,11 +79,13 @@ def test_postgres_restart_mid_stream_loses_nothing(
         stderr=subprocess.PIPE,
     )
     try:
-        time.sleep(1.0)
-        stored_before_stop = service.metric("ledger_stored_position")
+        stored_before_stop = wait_for(
+            lambda: service.metric("ledger_stored_position"), 120, what="first facts stored"
+        )
         pg_store.pg.stop()
-        time.sleep(2.0)
-        ready_while_down = service.get("/readyz")[0]
+        ready_while_down = wait_for(
+            lambda: service.get("/readyz")[0] == 503 and 503, 60, what="not ready while PostgreSQL is down"
+        )
         pg_store.pg.start()
         _, err = publisher.communicate(timeout=300)
         assert publisher.returncode == 0, err

@@ -18,10 +18,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.adapters.service import LedgerService, QueryError, answer_query, query_params
+from ledger.adapters.metrics import LedgerMetrics
+from ledger.adapters.query_api import QueryService, nats_answer, query_params
 from ledger.application.contract import REASON_CODES, parse_envelope
 from ledger.application.ledger import Ledger
-from ledger.application.replay import submit_lines
+from ledger.application.queries import QueryError, ReportQuery
+from ledger.application.replay import ingest_lines
 from ledger.bootstrap import build_ephemeral_ledger, build_store, utc_now
 from ledger.settings import Settings
 from tests.conftest import EXAMPLES
@@ -78,7 +80,7 @@ garbage = (
 def check_outcomes(raws: list[bytes], outcomes: list[Any]) -> None:
     assert len(outcomes) == len(raws)
     for outcome in outcomes:
-        if outcome.status == "refused":
+        if outcome.status == "rejected":
             assert outcome.reason in REASON_CODES, outcome
             assert outcome.message
         else:
@@ -95,7 +97,7 @@ def test_nats_envelopes_get_specific_refusals_and_valid_traffic_still_counts(
     ledger = build_ephemeral_ledger()
     raws = list(batch)
     raws[min(where, len(raws)) : min(where, len(raws))] = [line.encode() for line in VALID]
-    outcomes = ledger.submit(raws)
+    outcomes = ledger.ingest(raws)
     check_outcomes(raws, outcomes)
     # a valid fact is stored, unless fuzzed garbage that happened to be a valid fact with the
     # same business key was accepted before it (then: duplicate, or conflict if it differs)
@@ -121,19 +123,25 @@ def test_events_file_lines_are_each_accounted_for(lines: list[bytes]) -> None:
     numbered = [
         (n, None if len(raw) > 70_000 else raw) for n, raw in enumerate(lines, start=1) if raw.strip()
     ]
-    result = submit_lines(build_ephemeral_ledger(), numbered)
+    result = ingest_lines(build_ephemeral_ledger(), numbered)
     assert result.lines == len(numbered)
     assert result.accepted + result.duplicates + len(result.rejected) == len(numbered)
     assert all(r.reason in REASON_CODES | {"too_large"} and r.message for r in result.rejected)
     assert [r.line for r in result.rejected] == sorted(r.line for r in result.rejected)
 
 
-def _service(token: str | None = None) -> LedgerService:
+def _service(token: str | None = None) -> QueryService:
     settings_ = Settings(store_url="memory:", query_token=token)
     store = build_store(settings_)
     ledger = Ledger(store, utc_now)
-    ledger.submit([line.encode() for line in VALID])
-    return LedgerService(settings_, store, ledger)
+    ledger.ingest([line.encode() for line in VALID])
+    return QueryService(
+        ledger,
+        LedgerMetrics(),
+        workers=1,
+        max_concurrent=settings_.max_concurrent_queries,
+        token=settings_.query_token,
+    )
 
 
 SERVICE = _service()
@@ -150,7 +158,7 @@ def test_http_query_parameters_are_answered_or_refused(raw: bytes) -> None:
     scope = {"type": "http", "query_string": raw, "headers": []}
     try:
         params = query_params(scope)
-        result = asyncio.run(SERVICE.query(params, "http"))
+        result = json.loads(asyncio.run(SERVICE.json(ReportQuery.from_params("report", params), "http")))
     except QueryError as exc:
         assert str(exc)
     else:
@@ -165,7 +173,9 @@ def test_http_query_parameters_are_answered_or_refused(raw: bytes) -> None:
 )
 def test_request_reply_queries_are_answered_or_refused(body: bytes, view: str, secured: bool) -> None:
     """Any request body gets either a view or an error with reason bad_query/unauthorized."""
-    result = asyncio.run(answer_query(SECURED if secured else SERVICE, body, view))
+    reply = asyncio.run(nats_answer(SECURED if secured else SERVICE, body, view, 1024 * 1024))  # type: ignore[arg-type]
+    assert len(reply) <= 1024 * 1024
+    result = json.loads(reply)
     if "error" in result:
         assert result["error"]["reason"] in {"bad_query", "unauthorized"}
         assert result["error"]["message"]
@@ -187,7 +197,7 @@ def test_memory_stays_bounded_under_garbage() -> None:
 
     def feed(messages: list[bytes]) -> None:
         for start in range(0, len(messages), 200):
-            ledger.submit(messages[start : start + 200])
+            ledger.ingest(messages[start : start + 200])
 
     feed(junk(0))
     tracemalloc.start()

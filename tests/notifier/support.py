@@ -35,8 +35,8 @@ from tests.support.servers import VENV_BIN, free_port, wait_for
 def derived_envelopes(lines: list[str]) -> list[LedgerEnvelope]:
     """What the ledger would publish on ledger.out for these inbound lines."""
     ledger = build_ephemeral_ledger()
-    outcomes = ledger.submit(lines)
-    assert all(o.status != "refused" for o in outcomes), [o for o in outcomes if o.status == "refused"]
+    outcomes = ledger.ingest(lines)
+    assert all(o.status != "rejected" for o in outcomes), [o for o in outcomes if o.status == "rejected"]
     deriver = Deriver()
     out: list[LedgerEnvelope] = []
     for position, fact in enumerate(ledger.index.by_position, start=1):

@@ -173,7 +173,7 @@ class Simulation:
             return
         self.in_flight.update(m.seq for m in batch)
         self._maybe_crash("before_store")
-        self.pipeline.accept([m.raw for m in batch])
+        self.pipeline.ingest([m.raw for m in batch])
         self._maybe_crash("after_store")
         for message in batch:
             if self.rng.random() < 0.05:
@@ -242,14 +242,14 @@ class Simulation:
         keys = [fact_from_envelope(e).key for e in envelopes]
         assert len(keys) == len(set(keys)), f"{where}: a business key was stored twice"
         clean = build_ephemeral_ledger()
-        clean.submit(self.inputs)
+        clean.ingest(self.inputs)
         assert clean.head_position == len(stored), (
             f"{where}: {len(stored)} facts stored, a clean run accepts {clean.head_position}"
         )
         # 1. the live report equals clean replays (figures do not depend on arrival order)
         live = render_report(ledger.books(), head_position=ledger.head_position, head_hash=ledger.head_hash)
         replay = build_ephemeral_ledger()
-        replay.submit([s.envelope_json for s in stored])
+        replay.ingest([s.envelope_json for s in stored])
         again = render_report(replay.books(), head_position=replay.head_position, head_hash=replay.head_hash)
         from_input = render_report(
             clean.books(), head_position=clean.head_position, head_hash=clean.head_hash

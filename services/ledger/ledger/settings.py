@@ -50,6 +50,17 @@ class Settings(NatsClientSecurity, BaseSettings):
     retry_delay_s: float = Field(default=2.0, gt=0, le=300)
     graceful_timeout_s: float = Field(default=15.0, gt=0, le=600)
     checkpoint_interval_s: float = Field(default=60.0, gt=0, le=86_400)
+    #: A checkpoint also goes out every this many facts, whatever the interval.
+    checkpoint_every_facts: int = Field(default=10_000, ge=1, le=10_000_000)
+    #: Compare the stored chain with the last published checkpoint at start-up (turn off
+    #: only to restore a store deliberately, e.g. from a backup older than the checkpoint).
+    verify_checkpoint: bool = True
+    #: Threads that compute report queries (never the store's thread).
+    query_workers: int = Field(default=1, ge=1, le=16)
+    #: Queries admitted at once (running or waiting); beyond it HTTP answers 429.
+    max_concurrent_queries: int = Field(default=64, ge=1, le=10_000)
+    #: A client must send its request headers within this time (slow clients are cut off).
+    http_header_timeout_s: float = Field(default=10.0, gt=0, le=300)
     metrics_poll_s: float = Field(default=2.0, gt=0, le=300)
     ready_timeout_s: float = Field(default=2.0, gt=0, le=60)
     ready_max_pending: int = Field(default=100_000, ge=0)

@@ -1,9 +1,13 @@
 """An ASGI guard in front of the services' HTTP side: only GET and HEAD, no request bodies
-above a small limit, bounded query strings. Everything else is refused before any route."""
+above a small limit, bounded query strings, and a JSON 404 for paths no route serves.
+Everything it refuses is refused before any route runs."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+import orjson
 
 __all__ = ["MAX_BODY_BYTES", "MAX_QUERY_BYTES", "HttpGuard"]
 
@@ -13,30 +17,40 @@ ALLOWED_METHODS = frozenset({"GET", "HEAD"})
 
 
 class HttpGuard:
-    def __init__(self, app: Any) -> None:
+    """Wraps ``app``; ``paths`` are the paths its routes serve (others get 404)."""
+
+    def __init__(self, app: Any, paths: Iterable[str] | None = None) -> None:
         self.app = app
+        self.paths = frozenset(paths) if paths is not None else None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if scope["method"] not in ALLOWED_METHODS:
-            await _refuse(send, 405, b"method not allowed: only GET and HEAD", [(b"allow", b"GET, HEAD")])
+            await _refuse(send, 405, "method not allowed: only GET and HEAD", [(b"allow", b"GET, HEAD")])
             return
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            await _refuse(send, 413, b"request body too large")
+            await _refuse(send, 413, "request body too large")
             return
         if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
-            await _refuse(send, 414, b"query string too long")
+            await _refuse(send, 414, "query string too long")
+            return
+        if self.paths is not None and scope.get("path") not in self.paths:
+            await _refuse(send, 404, "no such path", reason="not_found")
             return
         await self.app(scope, receive, send)
 
 
 async def _refuse(
-    send: Any, status: int, message: bytes, extra: list[tuple[bytes, bytes]] | None = None
+    send: Any,
+    status: int,
+    message: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    reason: str = "refused",
 ) -> None:
-    body = b'{"error": {"reason": "refused", "message": "' + message + b'"}}'
+    body = orjson.dumps({"error": {"reason": reason, "message": message}})
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
     await send({"type": "http.response.body", "body": body})

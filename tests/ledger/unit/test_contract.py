@@ -8,7 +8,13 @@ from decimal import Decimal
 
 import pytest
 
-from ledger.application.contract import MAX_MESSAGE_BYTES, Refusal, fact_to_data, parse_envelope, type_of_fact
+from ledger.application.contract import (
+    MAX_MESSAGE_BYTES,
+    Rejection,
+    fact_to_data,
+    parse_envelope,
+    type_of_fact,
+)
 from ledger.domain.facts import InvoiceIssued
 from tests.conftest import EXAMPLE_NAMES, EXAMPLES
 
@@ -208,7 +214,7 @@ def test_contract_example_is_accepted() -> None:
 )
 def test_bad_input_gets_a_specific_reason(raw: str, reason: str) -> None:
     """Each kind of malformed message is refused with its own reason code and a message."""
-    with pytest.raises(Refusal) as caught:
+    with pytest.raises(Rejection) as caught:
         parse_envelope(raw)
     assert caught.value.reason == reason, caught.value.message
     assert caught.value.message
@@ -216,7 +222,7 @@ def test_bad_input_gets_a_specific_reason(raw: str, reason: str) -> None:
 
 def test_refusal_keeps_the_envelope_id_when_there_is_one() -> None:
     """A refused envelope is reported with its id so the producer can find it."""
-    with pytest.raises(Refusal) as caught:
+    with pytest.raises(Rejection) as caught:
         parse_envelope(with_data(net_amount=12.5))
     assert caught.value.envelope_id == "erp-1"
 

@@ -19,7 +19,7 @@ from tests.ledger.strategies import histories, lines
 
 def derive_all(raw_lines: list[str]) -> tuple[list[DerivedEvent], dict[str, Any]]:
     ledger = build_ephemeral_ledger()
-    ledger.submit(raw_lines)
+    ledger.ingest(raw_lines)
     deriver = Deriver()
     events: list[DerivedEvent] = []
     for position, fact in enumerate(ledger.index.by_position, start=1):

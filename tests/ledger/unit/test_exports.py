@@ -22,7 +22,7 @@ from tests.ledger.strategies import histories, lines
 def replay(raw: list[str] | list[bytes]) -> Ledger:
     ledger = build_ephemeral_ledger()
     for start in range(0, len(raw), 1000):
-        ledger.submit(raw[start : start + 1000])
+        ledger.ingest(raw[start : start + 1000])
     return ledger
 
 

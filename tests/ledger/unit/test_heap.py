@@ -54,8 +54,8 @@ def test_the_ledger_reports_each_growth_of_its_index() -> None:
     seen: list[int] = []
     lines = list(generate(250, seed=3))
     writer = Ledger(store, utc_now, on_growth=seen.append)
-    writer.submit(lines[:200])
-    writer.submit([*lines[:10], "{not json", *lines[200:]])
+    writer.ingest(lines[:200])
+    writer.ingest([*lines[:10], "{not json", *lines[200:]])
     assert seen == [200, 50]
     reader_seen: list[int] = []
     reader = Ledger(store, utc_now, on_growth=reader_seen.append)
@@ -69,11 +69,11 @@ def test_the_configured_ledger_freezes_on_the_configured_schedule() -> None:
     lines = list(generate(600, seed=5))
     ledger = build_ledger(Settings(store_url="memory:", heap_freeze_every_facts=250))
     for start in range(0, 600, 100):
-        ledger.submit(lines[start : start + 100])
+        ledger.ingest(lines[start : start + 100])
     assert gc.get_freeze_count() > 0
     gc.unfreeze()
     ledger = build_ledger(Settings(store_url="memory:", heap_freeze_every_facts=0))
-    ledger.submit(lines[:500])
+    ledger.ingest(lines[:500])
     assert gc.get_freeze_count() == 0
 
 
@@ -89,8 +89,8 @@ def test_a_frozen_ledger_leaves_no_cyclic_garbage_behind() -> None:
     ledger = Ledger(MemoryFactStore(), utc_now, on_growth=HeapFreezer(every_facts=150).note)
     gc.collect()
     for start in range(0, len(lines), 200):
-        outcomes = ledger.submit([*lines[start : start + 200], *noise])
-        assert {o.status for o in outcomes} >= {"accepted", "refused", "duplicate"}
+        outcomes = ledger.ingest([*lines[start : start + 200], *noise])
+        assert {o.status for o in outcomes} >= {"accepted", "rejected", "duplicate"}
         assert "conflict" in {o.reason for o in outcomes}
         ledger.books()
     gc.collect()  # what is not frozen and unreachable goes now

@@ -28,8 +28,8 @@ ORDER_FREE_KEYS = (
 
 def replay(raw_lines: list[str]) -> dict[str, Any]:
     ledger = build_ephemeral_ledger()
-    outcomes = ledger.submit(raw_lines)
-    assert all(o.status != "refused" for o in outcomes), [o for o in outcomes if o.status == "refused"]
+    outcomes = ledger.ingest(raw_lines)
+    assert all(o.status != "rejected" for o in outcomes), [o for o in outcomes if o.status == "rejected"]
     report = render_report(ledger.books(), head_position=ledger.head_position, head_hash=ledger.head_hash)
     return {key: report[key] for key in ORDER_FREE_KEYS}
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from ledger.adapters.asyncapi import all_schema_files
 from ledger.application.contract import INBOUND_TYPES
 from ledger.application.schemas import render_schema
+from ledger.bootstrap import all_schema_files
 from tests.conftest import ROOT
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from ledger.application.contract import INBOUND_TYPES
 from ledger.application.schemas import generate_schemas
 
-__all__ = ["all_schema_files", "complete_asyncapi"]
+__all__ = ["complete_asyncapi"]
 
 
 def complete_asyncapi(document: dict[str, Any]) -> dict[str, Any]:
@@ -66,17 +66,3 @@ def _rewrite_refs(node: Any) -> Any:
     if isinstance(node, list):
         return [_rewrite_refs(v) for v in node]
     return node
-
-
-def all_schema_files() -> dict[str, dict[str, Any]]:
-    """Every file of ``schemas/``: JSON Schema of each message and the AsyncAPI document."""
-    from ledger.adapters.service import build_app
-    from ledger.settings import Settings
-
-    files = generate_schemas()
-    app, service = build_app(Settings(store_url="memory:", nats_url="nats://127.0.0.1:4222"))
-    try:
-        files["asyncapi.json"] = complete_asyncapi(app.schema.to_specification().to_jsonable())
-    finally:
-        service.store.close()
-    return files

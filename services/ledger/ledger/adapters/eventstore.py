@@ -8,7 +8,8 @@ concurrent append at a taken position fail, which is how writers are serialised.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID, uuid5
@@ -44,9 +45,11 @@ class FactLogApplication(Application[UUID]):
 class EventSourcedFactStore:
     """:class:`~ledger.application.ports.FactStore` on an eventsourcing recorder."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], on_commit: Callable[[float], None] | None = None) -> None:
+        """``on_commit`` is told how long each append transaction took (seconds)."""
         self.app = FactLogApplication(env=env)
         self._tracking = self.app.factory.tracking_recorder()
+        self._on_commit = on_commit
 
     def published_position(self, consumer: str) -> int:
         """How far ``consumer`` (e.g. the outbox) got through the log."""
@@ -78,10 +81,13 @@ class EventSourcedFactStore:
             )
             for fact in facts
         ]
+        started = time.perf_counter()
         try:
             self.app.events.put(events)  # one transaction; skips save()'s aggregate collection
         except IntegrityError as exc:
             raise PositionConflictError(str(exc)) from exc
+        if self._on_commit is not None:
+            self._on_commit(time.perf_counter() - started)
 
     def read(self, after: int, limit: int) -> Sequence[StoredFact]:
         out = []

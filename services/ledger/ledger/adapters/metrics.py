@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import gc
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 
 __all__ = ["LedgerMetrics"]
 
@@ -18,6 +26,9 @@ class LedgerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        if registry is None:  # process_* (memory, CPU, file descriptors), python_* (GC, version)
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                r.register(collector)
         self.facts_accepted = Counter(
             "ledger_facts_accepted_total", "Facts stored, by type.", ["type"], registry=r
         )
@@ -27,9 +38,9 @@ class LedgerMetrics:
             ["type"],
             registry=r,
         )
-        self.facts_refused = Counter(
-            "ledger_facts_refused_total",
-            "Messages refused and sent to ledger.rejected, by reason.",
+        self.facts_rejected = Counter(
+            "ledger_facts_rejected_total",
+            "Messages rejected and sent to ledger.rejected, by reason.",
             ["reason"],
             registry=r,
         )
@@ -97,7 +108,24 @@ class LedgerMetrics:
         self.checkpoints_published = Counter(
             "ledger_audit_checkpoints_published_total", "Chain-head checkpoints published.", registry=r
         )
-        self.chain_head = Info("ledger_chain_head", "Hash chain head of the stored log.", registry=r)
+        self.checkpoint_mismatch = Gauge(
+            "ledger_checkpoint_mismatch",
+            "1 when the stored chain does not match the last published checkpoint (the service "
+            "then consumes nothing and is not ready).",
+            registry=r,
+        )
+        self.consume_failures = Counter(
+            "ledger_consume_failures_total",
+            "Inbound batches not completed (nacked, redelivered later), by failing stage.",
+            ["stage"],
+            registry=r,
+        )
+        self.queries_refused = Counter(
+            "ledger_queries_busy_total",
+            "Report queries turned away because too many were in progress (HTTP 429), by channel.",
+            ["channel"],
+            registry=r,
+        )
         self.heap_frozen = Gauge(
             "ledger_heap_frozen_objects",
             "Objects frozen out of the garbage collector's full passes (adapters/heap.py).",

@@ -25,7 +25,7 @@ from decimal import Decimal
 import orjson
 
 from ledger.application.chain import GENESIS, chain_hash, fact_digest
-from ledger.application.contract import Refusal
+from ledger.application.contract import Rejection
 from ledger.application.derive import Deriver
 from ledger.application.ledger import fact_from_envelope
 from ledger.application.ports import StoredFact
@@ -148,7 +148,7 @@ def parse_facts(walk: ChainWalk) -> None:
     for position, body in walk.intact:
         try:
             walk.valid_facts.append(fact_from_envelope(orjson.loads(body)))
-        except (Refusal, ValueError, KeyError, TypeError) as exc:
+        except (Rejection, ValueError, KeyError, TypeError) as exc:
             walk.add(Fault(position, "invalid_fact", f"the stored envelope no longer parses: {exc}"[:300]))
     walk.intact.clear()
 

@@ -1,37 +1,43 @@
 """The public wire contract (``shared/spec/contract.md``) as strict pydantic v2 models.
 
 Inbound messages are CloudEvents 1.0 structured JSON. :func:`parse_envelope` turns raw
-bytes into an :class:`Envelope` and a domain fact, or raises :class:`Refusal` with a
+bytes into an :class:`Envelope` and a domain fact, or raises :class:`Rejection` with a
 specific ``reason`` code and a readable ``message``. The same models generate the JSON
-Schema files in ``schemas/`` (see :mod:`ledger.application.schemas`).
+Schema files in ``schemas/`` (see :mod:`ledger.application.schemas`); the field types and
+their patterns come from :mod:`ledger.application.fields`, one source for both.
+
+Each inbound type is one model class below: it registers itself in :data:`INBOUND_TYPES`.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    EmailStr,
-    Field,
-    HttpUrl,
-    PlainSerializer,
-    PlainValidator,
-    ValidationError,
-    WithJsonSchema,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from ledger.application.fields import (
+    Currency,
+    Day,
+    EnvelopeId,
+    EnvelopeText,
+    Id,
+    Money,
+    Rate,
+    Text,
+    Timestamp,
+    check_text,
+    currency_decimals_schema,
+    has_control_characters,
+    is_envelope_id,
+)
 from ledger.domain import facts as f
 from ledger.domain.calendar import MAX_MONTHS
-from ledger.domain.money import MAX_AMOUNT, fits_currency, is_known_currency, minor_unit_exponent
+from ledger.domain.money import fits_currency, minor_unit_exponent
 
 __all__ = [
     "INBOUND_TYPES",
@@ -39,33 +45,26 @@ __all__ = [
     "REASON_CODES",
     "Envelope",
     "ParsedFact",
-    "Refusal",
+    "Rejection",
     "fact_to_data",
     "parse_envelope",
+    "type_of_fact",
 ]
 
 #: Largest inbound message or ``--events`` line the ledger reads.
 MAX_MESSAGE_BYTES = 64 * 1024
-MAX_TEXT_CHARS = 500
 MAX_TERMS = 24
 MAX_PURCHASES_PER_REBATE = 1000
-
-ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
-ENVELOPE_ID_PATTERN = r"^[\x21-\x7e]{1,256}$"
-MONEY_PATTERN = r"^(0|[1-9][0-9]{0,12})(\.[0-9]{1,4})?$"
-RATE_PATTERN = r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$"
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-CURRENCY_PATTERN = r"^[A-Z]{3}$"
-
-_ID = re.compile(ID_PATTERN)
-_ENVELOPE_ID = re.compile(ENVELOPE_ID_PATTERN)
-_MONEY = re.compile(MONEY_PATTERN)
-_RATE = re.compile(RATE_PATTERN)
-_DATE = re.compile(DATE_PATTERN)
+#: CloudEvents extension attributes: at most this many, each string value at most this
+#: long, all of them at most this many bytes of JSON (they are stored with the fact).
+MAX_EXTENSIONS = 16
+MAX_EXTENSION_CHARS = 512
+MAX_EXTENSIONS_BYTES = 2048
 
 
-class Refusal(Exception):
-    """An inbound message the ledger refuses: ``reason`` is a stable code."""
+class Rejection(Exception):
+    """An inbound message the ledger rejects: ``reason`` is a stable code (README, "Reason
+    codes"), ``message`` says what is wrong in words."""
 
     def __init__(self, reason: str, message: str, envelope_id: str | None = None) -> None:
         super().__init__(f"{reason}: {message}")
@@ -73,145 +72,67 @@ class Refusal(Exception):
         self.message = message
         self.envelope_id = envelope_id
 
-
-# Field types -------------------------------------------------------------------------
-
-
-def _id(value: object) -> str:
-    if not isinstance(value, str):
-        raise PydanticCustomError("wrong_type", "an id must be a string")
-    if not _ID.match(value):
-        raise PydanticCustomError(
-            "invalid_id",
-            "id '{value}' is not 1-128 characters of letters, digits, '-', '_', '.', ':'",
-            {"value": value[:140]},
-        )
-    return value
+    def detached(self) -> Rejection:
+        """A fresh copy without the traceback (a raised one keeps its frames alive)."""
+        return Rejection(self.reason, self.message, self.envelope_id)
 
 
-def _money(value: object) -> Decimal:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise PydanticCustomError(
-            "money_as_number",
-            'money must be a JSON string holding a decimal ("12.50"), not the number {value}',
-            {"value": value},
-        )
-    if not isinstance(value, str):
-        raise PydanticCustomError("wrong_type", "money must be a JSON string holding a decimal")
-    if value.startswith("-"):
-        raise PydanticCustomError("negative_amount", "amount '{value}' is negative", {"value": value[:40]})
-    if not _MONEY.match(value):
-        raise PydanticCustomError(
-            "invalid_amount",
-            "amount '{value}' is not a plain decimal below 10^12 like \"1234.50\"",
-            {"value": value[:40]},
-        )
-    amount = Decimal(value)
-    assert amount < MAX_AMOUNT
-    return amount
-
-
-def _rate(value: object) -> Decimal:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise PydanticCustomError(
-            "rate_as_number",
-            'a rate must be a JSON string like "0.10", not the number {value}',
-            {"value": value},
-        )
-    if not isinstance(value, str) or not _RATE.match(value):
-        raise PydanticCustomError(
-            "invalid_terms",
-            "rate '{value}' is not a decimal string between 0 and 1 like \"0.10\"",
-            {"value": str(value)[:40]},
-        )
-    return Decimal(value)
-
-
-def _date(value: object) -> date:
-    if not isinstance(value, str) or not _DATE.match(value):
-        raise PydanticCustomError(
-            "invalid_date", "'{value}' is not an ISO 8601 date YYYY-MM-DD", {"value": str(value)[:40]}
-        )
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise PydanticCustomError(
-            "invalid_date", "'{value}' is not a calendar date", {"value": value}
-        ) from None
-
-
-def _currency(value: object) -> str:
-    if not isinstance(value, str):
-        raise PydanticCustomError("wrong_type", "a currency must be a string")
-    if not is_known_currency(value):
-        raise PydanticCustomError(
-            "unknown_currency",
-            "'{value}' is not an ISO 4217 currency with a minor unit",
-            {"value": value[:10]},
-        )
-    return value
-
-
-Id = Annotated[
-    str,
-    PlainValidator(_id),
-    WithJsonSchema({"type": "string", "pattern": ID_PATTERN}),
-]
-Money = Annotated[
-    Decimal,
-    PlainValidator(_money),
-    PlainSerializer(str, return_type=str),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": MONEY_PATTERN,
-            "description": "decimal amount, at most the currency's minor-unit decimals",
-        }
-    ),
-]
-Rate = Annotated[
-    Decimal,
-    PlainValidator(_rate),
-    PlainSerializer(str, return_type=str),
-    WithJsonSchema(
-        {"type": "string", "pattern": RATE_PATTERN, "description": "decimal rate between 0 and 1"}
-    ),
-]
-Day = Annotated[
-    date,
-    PlainValidator(_date),
-    PlainSerializer(date.isoformat, return_type=str),
-    WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
-]
-Currency = Annotated[
-    str,
-    PlainValidator(_currency),
-    WithJsonSchema({"type": "string", "pattern": CURRENCY_PATTERN, "description": "ISO 4217 code"}),
-]
-Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+#: Every inbound type: the CloudEvents ``type`` -> its data model. The models fill it
+#: themselves (:meth:`_Data.__init_subclass__`): adding a type is writing its model.
+INBOUND_TYPES: dict[str, type[_Data]] = {}
+_MODEL_OF_FACT: dict[type, type[_Data]] = {}
 
 
 class _Data(BaseModel):
+    """The ``data`` of one inbound type. A subclass names its CloudEvents ``TYPE``, the
+    domain fact it carries (``FACT``) and, when it has a ``currency``, the amount fields
+    whose decimals that currency bounds (``AMOUNTS``); it registers itself."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     TYPE: ClassVar[str]
+    FACT: ClassVar[type]
+    AMOUNTS: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        type_name = cls.__dict__.get("TYPE")
+        if type_name is None:
+            return
+        assert type_name not in INBOUND_TYPES, type_name
+        assert cls.FACT not in _MODEL_OF_FACT, cls.FACT
+        INBOUND_TYPES[type_name] = cls
+        _MODEL_OF_FACT[cls.FACT] = cls
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> Any:
+        schema = handler(core_schema)
+        if cls.AMOUNTS:
+            target = handler.resolve_ref_schema(schema)
+            target["allOf"] = currency_decimals_schema(list(cls.AMOUNTS))
+        return schema
+
+    @model_validator(mode="after")
+    def _amounts_fit_currency(self) -> _Data:
+        currency = getattr(self, "currency", None)
+        for name in self.AMOUNTS:
+            amount: Decimal = getattr(self, name)
+            assert currency is not None, name
+            if not fits_currency(amount, currency):
+                raise PydanticCustomError(
+                    "too_many_decimals",
+                    "{name} {amount} has more decimals than {currency} allows ({digits})",
+                    {
+                        "name": name,
+                        "amount": str(amount),
+                        "currency": currency,
+                        "digits": minor_unit_exponent(currency),
+                    },
+                )
+        return self
 
     def to_fact(self) -> f.Fact:
-        raise NotImplementedError
-
-
-def _check_fits(currency: str, **amounts: Decimal) -> None:
-    for name, amount in amounts.items():
-        if not fits_currency(amount, currency):
-            raise PydanticCustomError(
-                "too_many_decimals",
-                "{name} {amount} has more decimals than {currency} allows ({digits})",
-                {
-                    "name": name,
-                    "amount": str(amount),
-                    "currency": currency,
-                    "digits": minor_unit_exponent(currency),
-                },
-            )
+        fact: f.Fact = self.FACT(**{name: getattr(self, name) for name in type(self).model_fields})
+        return fact
 
 
 # Inbound data types -------------------------------------------------------------------
@@ -219,11 +140,23 @@ def _check_fits(currency: str, **amounts: Decimal) -> None:
 
 class IntroducerRegisteredV1(_Data):
     TYPE: ClassVar[str] = "coop.ledger.introducer.registered.v1"
+    FACT: ClassVar[type] = f.IntroducerRegistered
     introducer_id: Id
     display_name: Text
     email: EmailStr | None = None
     webhook_url: HttpUrl | None = None
     language: Literal["fr", "en"] = "fr"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_text(cls, data: Any) -> Any:
+        # URL parsing drops tabs and newlines silently: refuse them before it sees them
+        if isinstance(data, dict):
+            for name in ("email", "webhook_url"):
+                value = data.get(name)
+                if isinstance(value, str):
+                    check_text(value, name)
+        return data
 
     def to_fact(self) -> f.Fact:
         return f.IntroducerRegistered(
@@ -237,12 +170,10 @@ class IntroducerRegisteredV1(_Data):
 
 class EligibilityChangedV1(_Data):
     TYPE: ClassVar[str] = "coop.ledger.introducer.eligibility_changed.v1"
+    FACT: ClassVar[type] = f.EligibilityChanged
     introducer_id: Id
     can_receive_commission: bool
     effective_date: Day
-
-    def to_fact(self) -> f.Fact:
-        return f.EligibilityChanged(self.introducer_id, self.can_receive_commission, self.effective_date)
 
 
 class TermV1(BaseModel):
@@ -253,6 +184,7 @@ class TermV1(BaseModel):
 
 class IntroductionRecordedV1(_Data):
     TYPE: ClassVar[str] = "coop.ledger.introduction.recorded.v1"
+    FACT: ClassVar[type] = f.IntroductionRecorded
     introduction_id: Id
     introducer_id: Id
     client_id: Id
@@ -294,6 +226,8 @@ class IntroductionRecordedV1(_Data):
 
 class InvoiceIssuedV1(_Data):
     TYPE: ClassVar[str] = "coop.ledger.invoice.issued.v1"
+    FACT: ClassVar[type] = f.InvoiceIssued
+    AMOUNTS: ClassVar[tuple[str, ...]] = ("net_amount", "tax_amount")
     invoice_id: Id
     adviser_id: Id
     client_id: Id
@@ -302,50 +236,30 @@ class InvoiceIssuedV1(_Data):
     net_amount: Money
     tax_amount: Money = Decimal(0)
 
-    @model_validator(mode="after")
-    def _fits(self) -> InvoiceIssuedV1:
-        _check_fits(self.currency, net_amount=self.net_amount, tax_amount=self.tax_amount)
-        return self
-
-    def to_fact(self) -> f.Fact:
-        return f.InvoiceIssued(
-            self.invoice_id,
-            self.adviser_id,
-            self.client_id,
-            self.issue_date,
-            self.currency,
-            self.net_amount,
-            self.tax_amount,
-        )
-
 
 class CreditNoteIssuedV1(_Data):
     TYPE: ClassVar[str] = "coop.ledger.credit_note.issued.v1"
+    FACT: ClassVar[type] = f.CreditNoteIssued
     credit_note_id: Id
     invoice_id: Id
     issue_date: Day
     net_amount: Money
     tax_amount: Money = Decimal(0)
 
-    def to_fact(self) -> f.Fact:
-        return f.CreditNoteIssued(
-            self.credit_note_id, self.invoice_id, self.issue_date, self.net_amount, self.tax_amount
-        )
-
 
 class PaymentReceivedV1(_Data):
     TYPE: ClassVar[str] = "coop.ledger.payment.received.v1"
+    FACT: ClassVar[type] = f.PaymentReceived
     payment_id: Id
     invoice_id: Id
     date: Day
     amount: Money
 
-    def to_fact(self) -> f.Fact:
-        return f.PaymentReceived(self.payment_id, self.invoice_id, self.date, self.amount)
-
 
 class PayoutRecordedV1(_Data):
     TYPE: ClassVar[str] = "coop.ledger.payout.recorded.v1"
+    FACT: ClassVar[type] = f.PayoutRecorded
+    AMOUNTS: ClassVar[tuple[str, ...]] = ("amount",)
     payout_id: Id
     adviser_id: Id
     beneficiary_id: Id
@@ -353,19 +267,11 @@ class PayoutRecordedV1(_Data):
     currency: Currency
     amount: Money
 
-    @model_validator(mode="after")
-    def _fits(self) -> PayoutRecordedV1:
-        _check_fits(self.currency, amount=self.amount)
-        return self
-
-    def to_fact(self) -> f.Fact:
-        return f.PayoutRecorded(
-            self.payout_id, self.adviser_id, self.beneficiary_id, self.date, self.currency, self.amount
-        )
-
 
 class PurchaseRecordedV1(_Data):
     TYPE: ClassVar[str] = "coop.ledger.purchase.recorded.v1"
+    FACT: ClassVar[type] = f.PurchaseRecorded
+    AMOUNTS: ClassVar[tuple[str, ...]] = ("cost_amount",)
     purchase_id: Id
     client_id: Id
     supplier_id: Id
@@ -373,30 +279,20 @@ class PurchaseRecordedV1(_Data):
     currency: Currency
     cost_amount: Money
 
-    @model_validator(mode="after")
-    def _fits(self) -> PurchaseRecordedV1:
-        _check_fits(self.currency, cost_amount=self.cost_amount)
-        return self
-
-    def to_fact(self) -> f.Fact:
-        return f.PurchaseRecorded(
-            self.purchase_id, self.client_id, self.supplier_id, self.date, self.currency, self.cost_amount
-        )
-
 
 class ResaleInvoicedV1(_Data):
     TYPE: ClassVar[str] = "coop.ledger.resale.invoiced.v1"
+    FACT: ClassVar[type] = f.ResaleInvoiced
     resale_id: Id
     purchase_id: Id
     date: Day
     amount: Money
 
-    def to_fact(self) -> f.Fact:
-        return f.ResaleInvoiced(self.resale_id, self.purchase_id, self.date, self.amount)
-
 
 class RebateReceivedV1(_Data):
     TYPE: ClassVar[str] = "coop.ledger.rebate.received.v1"
+    FACT: ClassVar[type] = f.RebateReceived
+    AMOUNTS: ClassVar[tuple[str, ...]] = ("amount",)
     rebate_id: Id
     supplier_id: Id
     date: Day
@@ -405,8 +301,7 @@ class RebateReceivedV1(_Data):
     purchase_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_PURCHASES_PER_REBATE)]
 
     @model_validator(mode="after")
-    def _check(self) -> RebateReceivedV1:
-        _check_fits(self.currency, amount=self.amount)
+    def _each_purchase_once(self) -> RebateReceivedV1:
         if len(set(self.purchase_ids)) != len(self.purchase_ids):
             raise PydanticCustomError("invalid_value", "purchase_ids lists a purchase twice")
         return self
@@ -419,95 +314,48 @@ class RebateReceivedV1(_Data):
 
 class RebatePassedThroughV1(_Data):
     TYPE: ClassVar[str] = "coop.ledger.rebate.passed_through.v1"
+    FACT: ClassVar[type] = f.RebatePassedThrough
+    AMOUNTS: ClassVar[tuple[str, ...]] = ("amount",)
     pass_through_id: Id
     client_id: Id
     date: Day
     currency: Currency
     amount: Money
 
-    @model_validator(mode="after")
-    def _fits(self) -> RebatePassedThroughV1:
-        _check_fits(self.currency, amount=self.amount)
-        return self
-
-    def to_fact(self) -> f.Fact:
-        return f.RebatePassedThrough(
-            self.pass_through_id, self.client_id, self.date, self.currency, self.amount
-        )
-
-
-INBOUND_TYPES: dict[str, type[_Data]] = {
-    model.TYPE: model
-    for model in (
-        IntroducerRegisteredV1,
-        EligibilityChangedV1,
-        IntroductionRecordedV1,
-        InvoiceIssuedV1,
-        CreditNoteIssuedV1,
-        PaymentReceivedV1,
-        PayoutRecordedV1,
-        PurchaseRecordedV1,
-        ResaleInvoicedV1,
-        RebateReceivedV1,
-        RebatePassedThroughV1,
-    )
-}
-
 
 # Envelope ------------------------------------------------------------------------------
 
-
-def _rfc3339(value: object) -> str:
-    if not isinstance(value, str):
-        raise PydanticCustomError("invalid_envelope", "time must be an RFC 3339 string")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise PydanticCustomError(
-            "invalid_envelope", "time '{value}' is not RFC 3339", {"value": value[:40]}
-        ) from None
-    if parsed.tzinfo is None or "T" not in value.upper():
-        raise PydanticCustomError(
-            "invalid_envelope", "time '{value}' needs a date, a time and an offset", {"value": value[:40]}
-        )
-    return value
-
-
-def _envelope_id(value: object) -> str:
-    if not isinstance(value, str) or not _ENVELOPE_ID.match(value):
-        raise PydanticCustomError(
-            "invalid_envelope", "id must be 1-256 printable ASCII characters without spaces"
-        )
-    return value
-
-
-EnvelopeId = Annotated[
-    str, PlainValidator(_envelope_id), WithJsonSchema({"type": "string", "pattern": ENVELOPE_ID_PATTERN})
-]
-Timestamp = Annotated[
-    str, PlainValidator(_rfc3339), WithJsonSchema({"type": "string", "format": "date-time"})
-]
+_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
 
 
 class Envelope(BaseModel):
-    """A CloudEvents 1.0 structured-mode envelope. Extension attributes are kept."""
+    """A CloudEvents 1.0 structured-mode envelope. Extension attributes are kept (bounded)."""
 
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
     specversion: Literal["1.0"]
     id: EnvelopeId
-    source: Annotated[str, Field(min_length=1, max_length=1024)]
-    type: Annotated[str, Field(min_length=1, max_length=256)]
+    source: EnvelopeText
+    type: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")]
     time: Timestamp | None = None
     datacontenttype: Literal["application/json"] | None = None
-    subject: Annotated[str, Field(max_length=1024)] | None = None
+    subject: EnvelopeText | None = None
     data: dict[str, Any]
 
     @model_validator(mode="after")
     def _extensions(self) -> Envelope:
-        for name, value in (self.model_extra or {}).items():
-            if not re.fullmatch(r"[a-z0-9]{1,20}", name):
+        extra = self.model_extra or {}
+        if len(extra) > MAX_EXTENSIONS:
+            raise PydanticCustomError(
+                "invalid_envelope",
+                "{count} extension attributes, at most {limit}",
+                {"count": len(extra), "limit": MAX_EXTENSIONS},
+            )
+        for name, value in extra.items():
+            if _EXTENSION_NAME.fullmatch(name) is None:
                 raise PydanticCustomError(
-                    "invalid_envelope", "'{name}' is not a CloudEvents attribute name", {"name": name[:40]}
+                    "invalid_envelope",
+                    "{name} is not a CloudEvents attribute name",
+                    {"name": repr(name[:40])},
                 )
             if not isinstance(value, (str, int, bool)):
                 raise PydanticCustomError(
@@ -515,6 +363,18 @@ class Envelope(BaseModel):
                     "extension '{name}' must be a string, integer or boolean",
                     {"name": name},
                 )
+            if isinstance(value, str) and (len(value) > MAX_EXTENSION_CHARS or has_control_characters(value)):
+                raise PydanticCustomError(
+                    "invalid_envelope",
+                    "extension '{name}' must be at most {limit} characters without control characters",
+                    {"name": name, "limit": MAX_EXTENSION_CHARS},
+                )
+        if extra and len(orjson.dumps(extra)) > MAX_EXTENSIONS_BYTES:
+            raise PydanticCustomError(
+                "invalid_envelope",
+                "extension attributes exceed {limit} bytes",
+                {"limit": MAX_EXTENSIONS_BYTES},
+            )
         return self
 
 
@@ -528,7 +388,7 @@ class ParsedFact:
     document: dict[str, Any]
 
 
-#: Every reason code a refusal can carry (documented in the README).
+#: Every reason code a rejection can carry (documented in the README).
 REASON_CODES = frozenset(
     {
         "invalid_json",
@@ -565,6 +425,7 @@ _OUR_CODES = {
     "invalid_terms",
     "invalid_value",
     "invalid_envelope",
+    "invalid_data",
     "wrong_type",
 }
 
@@ -583,7 +444,9 @@ def _reason(error: ValidationError) -> tuple[str, str]:
         reason = "unknown_field"
     elif kind.endswith("_type") or kind in {"bool_parsing", "int_parsing", "int_from_float"}:
         reason = "wrong_type"
-    elif kind in {"value_error", "literal_error", "enum"} or kind.startswith("url_"):
+    elif kind in {"value_error", "literal_error", "enum", "string_pattern_mismatch"} or kind.startswith(
+        "url_"
+    ):
         reason = "invalid_value"
     else:
         reason = "invalid_data"
@@ -594,33 +457,50 @@ def _reason(error: ValidationError) -> tuple[str, str]:
     return reason, message
 
 
+#: The end of a JSON object key: an unescaped quote (after an even number of backslashes),
+#: optional whitespace, a colon. Inside a JSON string every quote is escaped, and after a
+#: string value comes ``,`` ``}`` or ``]``: so this counts exactly the keys of the text.
+_KEY_END = re.compile(rb'(?<!\\)(?:\\\\)*"[ \t\n\r]*:')
+
+
+def _count_keys(node: Any) -> int:
+    if isinstance(node, dict):
+        return len(node) + sum(_count_keys(v) for v in node.values())
+    if isinstance(node, list):
+        return sum(_count_keys(v) for v in node)
+    return 0
+
+
 def parse_envelope(raw: bytes | str) -> ParsedFact:
-    """Validate one inbound message against the contract, or raise :class:`Refusal`."""
-    size = len(raw.encode() if isinstance(raw, str) else raw)
+    """Validate one inbound message against the contract, or raise :class:`Rejection`."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    size = len(data)
     if size > MAX_MESSAGE_BYTES:
-        raise Refusal("too_large", f"message of {size} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+        raise Rejection("too_large", f"message of {size} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
     try:
-        doc = orjson.loads(raw)
+        doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise Refusal("invalid_json", f"not JSON: {exc}") from None
+        raise Rejection("invalid_json", f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise Refusal("invalid_json", f"expected a JSON object, got {type(doc).__name__}")
+        raise Rejection("invalid_json", f"expected a JSON object, got {type(doc).__name__}")
     raw_id = doc.get("id")
-    envelope_id = raw_id if isinstance(raw_id, str) and _ENVELOPE_ID.match(raw_id) else None
+    envelope_id = raw_id if is_envelope_id(raw_id) else None
+    if len(_KEY_END.findall(data)) != _count_keys(doc):
+        raise Rejection("invalid_json", "an object has the same key twice", envelope_id)
     try:
         envelope = Envelope.model_validate(doc)
     except ValidationError as exc:
         _, message = _reason(exc)
-        raise Refusal("invalid_envelope", message, envelope_id) from None
+        raise Rejection("invalid_envelope", message, envelope_id) from None
     model = INBOUND_TYPES.get(envelope.type)
     if model is None:
-        raise Refusal("unknown_type", f"unknown type {envelope.type[:100]!r}", envelope.id)
+        raise Rejection("unknown_type", f"unknown type {envelope.type[:100]!r}", envelope.id)
     try:
-        data = model.model_validate(envelope.data)
+        parsed = model.model_validate(envelope.data)
     except ValidationError as exc:
         reason, message = _reason(exc)
-        raise Refusal(reason, message, envelope.id) from None
-    return ParsedFact(envelope=envelope, fact=data.to_fact(), document=doc)
+        raise Rejection(reason, message, envelope.id) from None
+    return ParsedFact(envelope=envelope, fact=parsed.to_fact(), document=doc)
 
 
 def fact_to_data(fact: f.Fact) -> dict[str, Any]:
@@ -641,27 +521,17 @@ def _fact_fields(fact: f.Fact) -> dict[str, Any]:
         value = getattr(fact, name)
         if value is None:
             continue
-        if isinstance(value, Decimal):
-            value = str(value)
-        elif isinstance(value, date):
-            value = value.isoformat()
-        elif isinstance(value, tuple):
-            value = [{"rate": str(t.rate), "months": t.months} if isinstance(t, f.Term) else t for t in value]
-        out[name] = value
+        out[name] = _json_value(value)
     return out
 
 
-_MODEL_OF_FACT: dict[type, type[_Data]] = {
-    f.IntroducerRegistered: IntroducerRegisteredV1,
-    f.EligibilityChanged: EligibilityChangedV1,
-    f.IntroductionRecorded: IntroductionRecordedV1,
-    f.InvoiceIssued: InvoiceIssuedV1,
-    f.CreditNoteIssued: CreditNoteIssuedV1,
-    f.PaymentReceived: PaymentReceivedV1,
-    f.PayoutRecorded: PayoutRecordedV1,
-    f.PurchaseRecorded: PurchaseRecordedV1,
-    f.ResaleInvoiced: ResaleInvoicedV1,
-    f.RebateReceived: RebateReceivedV1,
-    f.RebatePassedThrough: RebatePassedThroughV1,
-}
-assert set(_MODEL_OF_FACT.values()) == set(INBOUND_TYPES.values())
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, f.Term):
+        return {"rate": str(value.rate), "months": value.months}
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value

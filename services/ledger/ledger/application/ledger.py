@@ -8,26 +8,27 @@ index move. Nothing here does I/O itself; the store and the clock are given.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
 from ledger.application.chain import GENESIS, canonical_json, chain_hash, fact_digest
-from ledger.application.contract import INBOUND_TYPES, Refusal, parse_envelope
+from ledger.application.contract import INBOUND_TYPES, Rejection, parse_envelope, type_of_fact
 from ledger.application.ports import FactStore, IntegrityCheckError, PositionConflictError, StoredFact
 from ledger.domain.books import Books, build_books
 from ledger.domain.facts import Fact, FactKey
 
-__all__ = ["MAX_BATCH", "FactIndex", "Ledger", "Outcome", "fact_from_envelope"]
+__all__ = ["MAX_BATCH", "FactIndex", "Head", "Ledger", "Outcome", "fact_from_envelope"]
 
-#: Most messages handled in one call of :meth:`Ledger.submit` (one transaction).
+#: Most messages handled in one call of :meth:`Ledger.ingest` (one transaction).
 MAX_BATCH = 10_000
 #: How often a batch is retried after another writer took its positions.
 MAX_APPEND_ATTEMPTS = 20
 READ_PAGE = 1_000
 
-Status = Literal["accepted", "duplicate", "refused"]
+Status = Literal["accepted", "duplicate", "rejected"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +50,33 @@ def fact_from_envelope(envelope: dict[str, Any]) -> Fact:
     return fact
 
 
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A consistent point of the log: ``position`` facts, the chain hash after them."""
+
+    position: int
+    hash: str
+
+
 @dataclass
 class FactIndex:
-    """In-memory projection of the log: what is known, by envelope id and business key."""
+    """In-memory projection of the log: what is known, by envelope id and business key.
+
+    Only the store thread changes it. Readers on other threads take :attr:`head` (one
+    attribute, replaced whole after each batch) and read ``by_position[:head.position]``:
+    a consistent snapshot, since positions before the head never change."""
 
     head_position: int = 0
     head_hash: str = GENESIS
+    head: Head = field(default_factory=lambda: Head(0, GENESIS))
     envelope_ids: dict[str, int] = field(default_factory=dict)
     facts: dict[FactKey, tuple[int, Fact]] = field(default_factory=dict)
     #: Facts in log order: ``by_position[p - 1]`` is the fact stored at position p.
     by_position: list[Fact] = field(default_factory=list)
+    #: When facts were recorded, compactly: runs of consecutive positions that share a
+    #: recording time (a batch is recorded at one time), as first positions and times.
+    _time_starts: list[int] = field(default_factory=list)
+    _times: list[str] = field(default_factory=list)
 
     def apply(self, stored: StoredFact, envelope_id: str, fact: Fact) -> None:
         assert stored.position == self.head_position + 1, (stored.position, self.head_position)
@@ -68,6 +86,18 @@ class FactIndex:
         self.envelope_ids[envelope_id] = stored.position
         self.facts[fact.key] = (stored.position, fact)
         self.by_position.append(fact)
+        if not self._times or self._times[-1] != stored.recorded_at:
+            self._time_starts.append(stored.position)
+            self._times.append(stored.recorded_at)
+
+    def recorded_at(self, position: int) -> str | None:
+        """When the fact at ``position`` was recorded (ISO 8601 with offset)."""
+        index = bisect_right(self._time_starts, position) - 1
+        return self._times[index] if index >= 0 else None
+
+    def publish_head(self) -> None:
+        """Make everything applied so far visible to readers (after a batch)."""
+        self.head = Head(self.head_position, self.head_hash)
 
     def all_facts(self) -> Iterable[Fact]:
         return iter(self.by_position)
@@ -109,6 +139,7 @@ class Ledger:
                 envelope = stored.envelope
                 self.index.apply(stored, envelope["id"], fact_from_envelope(envelope))
             count += len(page)
+            self.index.publish_head()
             if self._on_growth is not None:
                 self._on_growth(len(page))
             if progress is not None:
@@ -127,19 +158,18 @@ class Ledger:
                 f"the hash chain breaks at position {stored.position}; run `ledger audit verify`"
             )
 
-    def submit(self, messages: Sequence[bytes | str]) -> list[Outcome]:
+    def ingest(self, messages: Sequence[bytes | str]) -> list[Outcome]:
         """Validate, de-duplicate and store ``messages`` (one transaction) and return one
         outcome per message, in order. Nothing is acknowledged by this method: the
         caller may ack once it returns, because the facts are durable by then."""
         assert len(messages) <= MAX_BATCH, len(messages)
-        parsed: list[tuple[dict[str, Any], Fact] | Refusal] = []
+        parsed: list[tuple[dict[str, Any], Fact] | Rejection] = []
         for raw in messages:
             try:
                 p = parse_envelope(raw)
                 parsed.append((p.document, p.fact))
-            except Refusal as refusal:
-                # a fresh copy: the raised one holds its traceback (frames, cycles) alive
-                parsed.append(Refusal(refusal.reason, refusal.message, refusal.envelope_id))
+            except Rejection as rejection:
+                parsed.append(rejection.detached())
         for _ in range(MAX_APPEND_ATTEMPTS):
             outcomes, new = self._decide(parsed)
             if not new:
@@ -151,67 +181,59 @@ class Ledger:
                 continue
             for stored, envelope_id, fact in new:
                 self.index.apply(stored, envelope_id, fact)
+            self.index.publish_head()
             if self._on_growth is not None:
                 self._on_growth(len(new))
             return outcomes
         raise RuntimeError(f"could not append after {MAX_APPEND_ATTEMPTS} attempts (write contention)")
 
     def _decide(
-        self, parsed: Sequence[tuple[dict[str, Any], Fact] | Refusal]
+        self, parsed: Sequence[tuple[dict[str, Any], Fact] | Rejection]
     ) -> tuple[list[Outcome], list[tuple[StoredFact, str, Fact]]]:
         outcomes: list[Outcome] = []
         new: list[tuple[StoredFact, str, Fact]] = []
-        batch_ids: dict[str, int] = {}
+        batch_ids: dict[str, tuple[int, Fact]] = {}
         batch_keys: dict[FactKey, tuple[int, Fact]] = {}
         position = self.index.head_position
         prev_hash = self.index.head_hash
         recorded_at = self._clock().isoformat()
         for item in parsed:
-            if isinstance(item, Refusal):
+            if isinstance(item, Rejection):
                 outcomes.append(
-                    Outcome("refused", item.envelope_id, reason=item.reason, message=item.message)
+                    Outcome("rejected", item.envelope_id, reason=item.reason, message=item.message)
                 )
                 continue
             envelope, fact = item
             envelope_id: str = envelope["id"]
             kind = envelope["type"]
-            seen_at = self.index.envelope_ids.get(envelope_id) or batch_ids.get(envelope_id)
-            if seen_at is not None:
-                outcomes.append(
-                    Outcome(
-                        "duplicate",
-                        envelope_id,
-                        kind,
-                        seen_at,
-                        message=f"envelope id already accepted at position {seen_at}",
+            seen = self._seen_envelope(envelope_id) or batch_ids.get(envelope_id)
+            if seen is not None:
+                seen_at, seen_fact = seen
+                if seen_fact == fact and type_of_fact(seen_fact) == kind:
+                    message = f"envelope id already accepted at position {seen_at}"
+                    outcomes.append(Outcome("duplicate", envelope_id, kind, seen_at, message=message))
+                else:
+                    message = (
+                        f"envelope id {envelope_id!r} was accepted at position {seen_at} with another "
+                        "type or other data; the first one stands"
                     )
-                )
+                    outcomes.append(
+                        Outcome("rejected", envelope_id, kind, reason="conflict", message=message)
+                    )
                 continue
             known = self.index.facts.get(fact.key) or batch_keys.get(fact.key)
             if known is not None:
                 known_at, known_fact = known
                 if known_fact == fact:
-                    outcomes.append(
-                        Outcome(
-                            "duplicate",
-                            envelope_id,
-                            kind,
-                            known_at,
-                            message=f"same {fact.key[0]} {fact.key[1]!r} already at position {known_at}",
-                        )
-                    )
+                    message = f"same {fact.key[0]} {fact.key[1]!r} already at position {known_at}"
+                    outcomes.append(Outcome("duplicate", envelope_id, kind, known_at, message=message))
                 else:
+                    message = (
+                        f"{fact.key[0]} {fact.key[1]!r} was accepted at position {known_at} "
+                        "with different data; the first one stands"
+                    )
                     outcomes.append(
-                        Outcome(
-                            "refused",
-                            envelope_id,
-                            kind,
-                            reason="conflict",
-                            message=(
-                                f"{fact.key[0]} {fact.key[1]!r} was accepted at position {known_at} "
-                                "with different data; the first one stands"
-                            ),
-                        )
+                        Outcome("rejected", envelope_id, kind, reason="conflict", message=message)
                     )
                 continue
             position += 1
@@ -220,11 +242,17 @@ class Ledger:
                 position, body, recorded_at, chain_hash(prev_hash, position, body), fact_digest(body)
             )
             prev_hash = stored.chain_hash
-            batch_ids[envelope_id] = position
+            batch_ids[envelope_id] = (position, fact)
             batch_keys[fact.key] = (position, fact)
             new.append((stored, envelope_id, fact))
             outcomes.append(Outcome("accepted", envelope_id, kind, position))
         return outcomes, new
+
+    def _seen_envelope(self, envelope_id: str) -> tuple[int, Fact] | None:
+        position = self.index.envelope_ids.get(envelope_id)
+        if position is None:
+            return None
+        return position, self.index.by_position[position - 1]
 
     def stored_facts(self, page_size: int = READ_PAGE) -> Iterator[StoredFact]:
         """Every stored fact, in log order, read from the store page by page."""
@@ -257,7 +285,8 @@ class Ledger:
         return self._store.read(position - 1, 1)[0].chain_hash
 
     def books(self, as_of: date | None = None, at_position: int | None = None) -> Books:
-        """The books of every fact in the log (up to ``at_position``), as of a day."""
-        if at_position is None:
-            return build_books(self.index.all_facts(), as_of)
-        return build_books(self.index.by_position[:at_position], as_of)
+        """The books of every fact in the log (up to ``at_position``), as of a day. Safe
+        to call from another thread than the store's: it reads a consistent snapshot."""
+        head = self.index.head
+        upto = head.position if at_position is None else min(at_position, head.position)
+        return build_books(self.index.by_position[:upto], as_of)

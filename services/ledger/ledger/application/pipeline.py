@@ -59,9 +59,9 @@ class Pipeline:
             self.deriver.advance(position, fact)
         return caught
 
-    def accept(self, messages: Sequence[bytes | str]) -> list[Outcome]:
+    def ingest(self, messages: Sequence[bytes | str]) -> list[Outcome]:
         """Validate and store one batch (one transaction); durable when this returns."""
-        return self.ledger.submit(messages)
+        return self.ledger.ingest(messages)
 
     def outbox_chunk(self) -> OutboxChunk | None:
         """The next derived events to publish (the same chunk again until it is marked done),

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from ledger.application.contract import MAX_MESSAGE_BYTES
 from ledger.application.ledger import Ledger
-from ledger.application.report import Rejection
+from ledger.application.report import RejectedLine
 
-__all__ = ["DEFAULT_BATCH", "ReplayResult", "submit_lines"]
+__all__ = ["DEFAULT_BATCH", "ReplayResult", "ingest_lines"]
 
 DEFAULT_BATCH = 1_000
 
@@ -19,7 +19,7 @@ class ReplayResult:
     lines: int = 0
     accepted: int = 0
     duplicates: int = 0
-    rejected: list[Rejection] = field(default_factory=list)
+    rejected: list[RejectedLine] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
         return {
@@ -30,7 +30,7 @@ class ReplayResult:
         }
 
 
-def submit_lines(
+def ingest_lines(
     ledger: Ledger,
     lines: Iterable[tuple[int, bytes | None]],
     *,
@@ -44,7 +44,7 @@ def submit_lines(
     batch: list[tuple[int, bytes]] = []
 
     def flush() -> None:
-        outcomes = ledger.submit([raw for _, raw in batch])
+        outcomes = ledger.ingest([raw for _, raw in batch])
         for (number, _), outcome in zip(batch, outcomes, strict=True):
             if outcome.status == "accepted":
                 result.accepted += 1
@@ -53,7 +53,7 @@ def submit_lines(
             else:
                 assert outcome.reason is not None and outcome.message is not None
                 result.rejected.append(
-                    Rejection(number, outcome.envelope_id, outcome.reason, outcome.message)
+                    RejectedLine(number, outcome.envelope_id, outcome.reason, outcome.message)
                 )
         batch.clear()
         if on_batch is not None:
@@ -63,7 +63,9 @@ def submit_lines(
         result.lines += 1
         if raw is None:
             result.rejected.append(
-                Rejection(number, None, "too_large", f"line longer than the {MAX_MESSAGE_BYTES}-byte limit")
+                RejectedLine(
+                    number, None, "too_large", f"line longer than the {MAX_MESSAGE_BYTES}-byte limit"
+                )
             )
             continue
         batch.append((number, raw))

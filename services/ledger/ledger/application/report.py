@@ -15,14 +15,14 @@ from typing import Any
 from ledger.domain.books import Books, CommissionLine
 from ledger.domain.money import format_amount
 
-__all__ = ["Rejection", "commission_row", "format_rate", "render_report"]
+__all__ = ["RejectedLine", "commission_row", "format_rate", "render_report"]
 
 REPORT_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
-class Rejection:
-    """A refused line of an ``--events`` file."""
+class RejectedLine:
+    """A rejected line of an ``--events`` file."""
 
     line: int
     envelope_id: str | None
@@ -77,7 +77,7 @@ def render_report(
     *,
     head_position: int,
     head_hash: str,
-    rejected: Sequence[Rejection] = (),
+    rejected: Sequence[RejectedLine] = (),
     summary: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The full report document."""

@@ -14,6 +14,7 @@ import iso4217
 __all__ = [
     "MAX_AMOUNT",
     "UnknownCurrencyError",
+    "currencies_by_exponent",
     "fits_currency",
     "format_amount",
     "is_known_currency",
@@ -40,6 +41,15 @@ def _exponents() -> dict[str, int]:
         if exponent is not None:  # funds and metals (XAU, XDR, ...) have no minor unit
             table[currency.code] = int(exponent)
     return table
+
+
+@cache
+def currencies_by_exponent() -> dict[int, frozenset[str]]:
+    """Every ISO 4217 code with a minor unit, grouped by its number of decimals."""
+    groups: dict[int, set[str]] = {}
+    for code, exponent in _exponents().items():
+        groups.setdefault(exponent, set()).add(code)
+    return {exponent: frozenset(codes) for exponent, codes in sorted(groups.items())}
 
 
 def is_known_currency(code: str) -> bool:

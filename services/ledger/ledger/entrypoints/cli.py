@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ledger.adapters.jsonl import read_lines
 from ledger.adapters.tables import print_report_tables
-from ledger.application.replay import ReplayResult, submit_lines
+from ledger.application.replay import ReplayResult, ingest_lines
 from ledger.application.report import render_report
 from ledger.application.schemas import render_schema
 from ledger.bootstrap import build_ephemeral_ledger, build_ledger
@@ -70,7 +70,7 @@ def _feed(ledger: Any, path: Path) -> ReplayResult:
 
     with stream:
         if not show:
-            return submit_lines(ledger, numbered())
+            return ingest_lines(ledger, numbered())
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -90,7 +90,7 @@ def _feed(ledger: Any, path: Path) -> ReplayResult:
                     marks[0] = offset * 10 // max(size, 1)
                     err.print(f"{path.name}: {result.lines} lines, {offset * 100 // max(size, 1)}%")
 
-            return submit_lines(ledger, numbered(), on_batch=on_batch)
+            return ingest_lines(ledger, numbered(), on_batch=on_batch)
 
 
 def _emit(report: dict[str, Any], fmt: Format | None) -> None:
@@ -174,7 +174,7 @@ def schemas(
 ) -> None:
     """Generate (or check) the JSON Schema files of the contract from the models."""
     stale = []
-    from ledger.adapters.asyncapi import all_schema_files
+    from ledger.bootstrap import all_schema_files
 
     for name, schema in all_schema_files().items():
         target = out / name
@@ -198,16 +198,15 @@ def serve() -> None:
     import structlog
 
     from coop_runtime.asgi_server import serve_asgi
-    from coop_runtime.http_guard import HttpGuard
     from coop_runtime.logs import configure_logging
-    from ledger.adapters.service import build_app
+    from ledger.bootstrap import build_app
 
     settings = _settings()
     configure_logging(settings.log_format, settings.log_level)
     logger = structlog.get_logger("ledger")
     logger.info("ledger starting", config=settings.effective())
     try:
-        asgi, _ = build_app(settings)
+        built = build_app(settings)
     except Exception as exc:  # the store cannot even be opened: say so, consume nothing
         logger.error(
             "cannot open the store; not consuming",
@@ -217,11 +216,12 @@ def serve() -> None:
         raise typer.Exit(2) from None
     asyncio.run(
         serve_asgi(
-            HttpGuard(asgi),
+            built.asgi,
             settings.http_host,
             settings.http_port,
             settings.graceful_timeout_s,
             settings.log_level,
+            header_timeout_s=settings.http_header_timeout_s,
         )
     )
 
