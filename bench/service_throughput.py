@@ -189,7 +189,8 @@ async def ledger_run(url: str, port: int, n: int) -> float:
     return n / elapsed
 
 
-async def latency_run(url: str, rate: int, seconds: int) -> list[float]:
+async def latency_run(url: str, rate: int, seconds: int, first: int = 0) -> list[float]:
+    """Latencies (s) of ``rate * seconds`` invoices numbered from ``first``."""
     nc = await nats.connect(url)
     js = nc.jetstream()
     sent: dict[str, float] = {}
@@ -204,9 +205,9 @@ async def latency_run(url: str, rate: int, seconds: int) -> list[float]:
     await nc.subscribe("ledger.out.commission.accrued", cb=on_out)
     total = rate * seconds
     started = time.perf_counter()
-    for i in range(total):
+    for i in range(first, first + total):
         subject, body = invoice(i, "lat")
-        due = started + i / rate
+        due = started + (i - first) / rate
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bench.history import generate
 
 from tests.support.figures import assert_same_figures, offline_report
-from tests.support.history import generate
 from tests.support.servers import VENV_BIN, LedgerProcess, NatsServer, run_cli, wait_for
 
 

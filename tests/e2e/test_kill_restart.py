@@ -9,8 +9,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench.history import generate
+
 from tests.support.figures import assert_same_figures
-from tests.support.history import generate
 from tests.support.jetstream import read_stream
 from tests.support.servers import VENV_BIN, LedgerProcess, NatsServer, run_cli, wait_for
 from tests.support.stores import StoreUnderTest

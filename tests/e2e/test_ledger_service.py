@@ -179,11 +179,16 @@ def test_metrics_parse_and_move(tmp_path: Path, nats: NatsServer, ledger_service
     assert ledger_service.metric("ledger_facts_accepted_total") == len(lines)
     assert ledger_service.metric("ledger_stored_position") == len(lines)
     assert ledger_service.metric("ledger_batch_size_messages_count") >= 1
-    assert ledger_service.metric("ledger_store_commit_duration_seconds_count") >= 0
+    commits = ledger_service.metric("ledger_store_commit_duration_seconds_count")
+    assert 1 <= commits <= ledger_service.metric("ledger_batch_size_messages_count")
+    assert ledger_service.metric("ledger_store_commit_duration_seconds_sum") > 0
     assert ledger_service.metric("ledger_commission_accrued_minor_total", {"currency": "CHF"}) > 0
     assert ledger_service.metric("ledger_derived_events_published_total") > 0
+    assert ledger_service.metric("process_resident_memory_bytes") > 10 * 1024 * 1024
+    assert ledger_service.metric("python_gc_collections_total") > 0
     _, body = ledger_service.get("/metrics")
     assert b"client" not in body.replace(b"ledger_queries_total", b"")  # no client ids as labels
+    assert b"ledger_chain_head_info" not in body  # no series per head hash
 
 
 def test_sigterm_stops_cleanly_and_restart_resumes(
@@ -258,3 +263,37 @@ def test_checkpoints_are_published_and_verify_against_the_store(
     )
     assert proc.returncode == 0, proc.stdout
     assert json.loads(proc.stdout)["published_position"] == len(lines)
+
+
+def test_every_log_line_is_json_and_documents_need_no_network(
+    tmp_path: Path, nats: NatsServer, ledger_service: LedgerProcess
+) -> None:
+    """Off a terminal every line the service writes is a JSON object (uvicorn's and
+    FastStream's included, no colour codes); /asyncapi and /docs are complete pages that
+    load nothing from outside; unknown paths get a JSON 404; derived events carry a time."""
+    path, lines = all_examples(tmp_path)
+    publish(nats, path)
+    wait_for(lambda: ledger_service.settled(len(lines)), 60, what="settled")
+    for page, needle in (("/asyncapi", b"ledger.in.invoice.issued"), ("/docs", b"/report/introducer")):
+        status, html = ledger_service.get(page)
+        assert status == 200 and needle in html, page
+        assert b"<script" not in html and b"https://" not in html and b"http://" not in html, page
+    spec = ledger_service.get_json("/openapi.json")
+    assert spec["openapi"].startswith("3.1") and "/report" in spec["paths"]
+    assert ledger_service.get_json("/asyncapi.json")["channels"]
+    status, body = ledger_service.get("/nowhere")
+    assert status == 404 and json.loads(body)["error"]["reason"] == "not_found"
+    times = [
+        b["time"] for i, b in read_stream(nats.url, "LEDGER_OUT") if not str(i).startswith("checkpoint:")
+    ]
+    assert times and all(t.endswith("+00:00") and "T" in t for t in times)
+    ledger_service.terminate()
+    logs = [p for p in tmp_path.glob(f"ledger-{ledger_service.http_port}-*.log")]
+    assert logs
+    for log_file in logs:
+        text = log_file.read_text()
+        assert "\x1b[" not in text, "colour codes in the log"
+        lines_ = [line for line in text.splitlines() if line.strip()]
+        assert any("Uvicorn running" in line or "Started server process" in line for line in lines_)
+        for line in lines_:
+            assert isinstance(json.loads(line), dict), line

@@ -18,9 +18,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ledger.adapters.consumer import REJECTION_MAX_BYTES, rejection_body
 from ledger.adapters.metrics import LedgerMetrics
 from ledger.adapters.query_api import QueryService, nats_answer, query_params
 from ledger.application.contract import REASON_CODES, parse_envelope
+from ledger.application.fields import has_control_characters
 from ledger.application.ledger import Ledger
 from ledger.application.queries import QueryError, ReportQuery
 from ledger.application.replay import ingest_lines
@@ -69,22 +71,75 @@ def mutated_envelopes(draw: st.DrawFn) -> bytes:
     return json.dumps(doc).encode()
 
 
+@st.composite
+def hostile(draw: st.DrawFn) -> bytes:
+    """The inputs that once got through or broke things: values with a trailing newline,
+    duplicate keys, almost-RFC-3339 times, control characters, payloads that grow when
+    quoted, oversized messages."""
+    doc = json.loads(json.dumps(draw(st.sampled_from(VALID_DOCS))))
+    doc["id"] = f"fuzz-{draw(st.integers(0, 1 << 40))}"
+    data = doc["data"]
+    kind = draw(st.sampled_from(["newline", "dupkey", "time", "control", "expanding", "oversized"]))
+    if kind == "newline":
+        key = draw(st.sampled_from(sorted(data)))
+        if isinstance(data[key], str):
+            data[key] += draw(st.sampled_from(["\n", "\r\n", "\r"]))
+        return json.dumps(doc).encode()
+    if kind == "dupkey":
+        key = draw(st.sampled_from(sorted(data)))
+        text = json.dumps(doc)
+        marker = json.dumps(key) + ":"
+        return text.replace(marker, f"{marker} {json.dumps(draw(json_values))}, {marker}", 1).encode()
+    if kind == "time":
+        doc["time"] = draw(
+            st.sampled_from(
+                ["2025-W10-1T00:00Z", "2025-01-10T09:00:00", "2025-01-10 09:00:00Z", "2025-13-01T00:00:00Z"]
+            )
+        )
+        return json.dumps(doc).encode()
+    if kind == "control":
+        doc[draw(st.sampled_from(["source", "subject", "traceparent"]))] = (
+            "a" + chr(draw(st.integers(0, 31))) + "b"
+        )
+        return json.dumps(doc).encode()
+    if kind == "expanding":
+        size = draw(st.integers(1_000, 60_000))
+        data["note"] = draw(st.sampled_from(["\x01", "\u2028", '"', "\\"])) * size
+        return json.dumps(doc).encode()
+    return b'{"pad": "' + b"x" * draw(st.integers(64 * 1024, 200 * 1024)) + b'"}'
+
+
 garbage = (
     st.binary(max_size=300)
     | json_values.map(lambda v: json.dumps(v).encode())
     | mutated_envelopes()
     | st.text(max_size=200).map(str.encode)
+    | hostile()
 )
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return []
 
 
 def check_outcomes(raws: list[bytes], outcomes: list[Any]) -> None:
     assert len(outcomes) == len(raws)
-    for outcome in outcomes:
+    for raw, outcome in zip(raws, outcomes, strict=True):
         if outcome.status == "rejected":
             assert outcome.reason in REASON_CODES, outcome
             assert outcome.message
+            # the rejection published for it always fits, whatever it held
+            assert len(rejection_body(raw, outcome)) <= REJECTION_MAX_BYTES
         else:
             assert outcome.status in {"accepted", "duplicate"}
+            # nothing accepted carries a control character in a value
+            assert not any(has_control_characters(v) for v in _strings(json.loads(raw))), raw[:200]
 
 
 @FUZZ

@@ -29,6 +29,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from bench.history import generate
+
 from ledger.adapters.eventstore import EventSourcedFactStore
 from ledger.application.audit import compare_projections
 from ledger.application.derive import DerivedEvent, Deriver
@@ -37,7 +39,6 @@ from ledger.application.pipeline import Pipeline
 from ledger.application.report import render_report
 from ledger.bootstrap import build_ephemeral_ledger
 from tests.support.figures import FIGURES
-from tests.support.history import generate
 
 CRASH_POINTS = (
     "before_store",

@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coop_runtime.nats_security import NatsClientSecurity
+from coop_runtime.redact import redact_secrets
 
 __all__ = ["Settings"]
 
@@ -55,10 +56,11 @@ class Settings(NatsClientSecurity, BaseSettings):
     #: Compare the stored chain with the last published checkpoint at start-up (turn off
     #: only to restore a store deliberately, e.g. from a backup older than the checkpoint).
     verify_checkpoint: bool = True
-    #: Threads that compute report queries (never the store's thread).
+    #: Processes that compute report queries (never the store's thread, never this
+    #: process's interpreter lock); threads with an in-memory store.
     query_workers: int = Field(default=1, ge=1, le=16)
     #: Queries admitted at once (running or waiting); beyond it HTTP answers 429.
-    max_concurrent_queries: int = Field(default=64, ge=1, le=10_000)
+    max_concurrent_queries: int = Field(default=16, ge=1, le=10_000)
     #: A client must send its request headers within this time (slow clients are cut off).
     http_header_timeout_s: float = Field(default=10.0, gt=0, le=300)
     metrics_poll_s: float = Field(default=2.0, gt=0, le=300)
@@ -116,7 +118,8 @@ class Settings(NatsClientSecurity, BaseSettings):
                 "POSTGRES_CONNECT_TIMEOUT": str(self.postgres_connect_timeout_s),
             }
         raise ValueError(
-            f"LEDGER_STORE_URL {url!r}: unsupported scheme {scheme!r} (sqlite, postgresql, memory)"
+            f"LEDGER_STORE_URL {self.redacted_store_url()!r}: unsupported scheme {scheme!r} "
+            "(sqlite, postgresql, memory)"
         )
 
     def effective(self) -> dict[str, object]:
@@ -131,8 +134,4 @@ class Settings(NatsClientSecurity, BaseSettings):
 
     def redacted_store_url(self) -> str:
         """The store URL with any password hidden, for logs."""
-        url = self.resolved_store_url()
-        parts = urlsplit(url)
-        if parts.password:
-            return url.replace(f":{parts.password}@", ":***@")
-        return url
+        return redact_secrets(self.resolved_store_url())

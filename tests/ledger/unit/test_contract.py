@@ -210,14 +210,63 @@ def test_contract_example_is_accepted() -> None:
             "invalid_value",
         ),
         ("{" + " " * MAX_MESSAGE_BYTES + "}", "too_large"),
+        # full-string matches: a trailing newline is not a different spelling of the same value
+        (with_data(invoice_id="INV-1\n"), "invalid_id"),
+        (with_data(net_amount="100.00\n"), "invalid_amount"),
+        (with_data(issue_date="2025-01-10\n"), "invalid_date"),
+        (with_data(currency="CHF\n"), "unknown_currency"),
+        # 13 integer digits: at least 10^12, refused by the pattern (not by an assert)
+        (with_data(net_amount="1000000000000"), "invalid_amount"),
+        (with_data(net_amount="999999999999.99"), None),
+        (env(time="2025-W10-1T00:00Z"), "invalid_envelope"),
+        (env(time="2025-01-10T09:00:00Z\n"), "invalid_envelope"),
+        (env(time="2025-02-30T09:00:00Z"), "invalid_envelope"),
+        (env(source="erp\x00acme"), "invalid_envelope"),
+        (env(subject="line\nbreak"), "invalid_envelope"),
+        (env(traceparent="x" * 513), "invalid_envelope"),
+        (env(traceparent="a\nb"), "invalid_envelope"),
+        (env(**{f"ext{i}": "v" for i in range(18)}), "invalid_envelope"),  # 25 attributes
+        (env(**{f"ext{i}": "v" * 500 for i in range(5)}), "invalid_envelope"),
+        (
+            '{"specversion": "1.0", "specversion": "1.0", "id": "a", "source": "s", "type": "t", "data": {}}',
+            "invalid_json",
+        ),
+        (
+            with_data().replace('"invoice_id": "INV-1"', '"invoice_id": "INV-1", "invoice_id": "INV-2"'),
+            "invalid_json",
+        ),
+        (
+            env(
+                {"introducer_id": "i", "display_name": "Bob\nBcc: x@y"},
+                "coop.ledger.introducer.registered.v1",
+            ),
+            "invalid_value",
+        ),
+        (
+            env(
+                {"introducer_id": "i", "display_name": "I", "webhook_url": "https://exa\tmple.org/hook"},
+                "coop.ledger.introducer.registered.v1",
+            ),
+            "invalid_value",
+        ),
     ],
 )
-def test_bad_input_gets_a_specific_reason(raw: str, reason: str) -> None:
-    """Each kind of malformed message is refused with its own reason code and a message."""
+def test_bad_input_gets_a_specific_reason(raw: str, reason: str | None) -> None:
+    """Each kind of malformed message is rejected with its own reason code and a message
+    (``None``: the edge case is accepted)."""
+    if reason is None:
+        assert parse_envelope(raw).fact is not None
+        return
     with pytest.raises(Rejection) as caught:
         parse_envelope(raw)
     assert caught.value.reason == reason, caught.value.message
     assert caught.value.message
+
+
+def test_an_escaped_quote_before_a_colon_in_a_value_is_not_taken_for_a_key() -> None:
+    """The duplicate-key check counts keys, not quotes followed by colons inside strings."""
+    parsed = parse_envelope(env(source='erp \\"a\\":b \\\\":', traceparent='q\\":'))
+    assert parsed.envelope.source.startswith("erp")
 
 
 def test_refusal_keeps_the_envelope_id_when_there_is_one() -> None:

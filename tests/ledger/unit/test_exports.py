@@ -11,7 +11,7 @@ from beancount import loader
 from beancount.core import realization
 from hypothesis import given, settings
 
-from ledger.adapters.exports import CSV_COLUMNS, beancount_text, commissions_csv
+from ledger.adapters.exports import CSV_COLUMNS, JOURNAL_COLUMNS, beancount_text, commissions_csv, journal_csv
 from ledger.application.ledger import Ledger
 from ledger.application.report import render_report
 from ledger.bootstrap import build_ephemeral_ledger
@@ -114,3 +114,40 @@ def test_csv_export_lists_the_commission_lines() -> None:
     assert [(r["invoice_id"], r["amount"]) for r in rows] == [
         (c["invoice_id"], c["amount"]) for c in report(live)["commissions"]
     ]
+
+
+@settings(max_examples=40, deadline=None)
+@given(history=histories())
+def test_journal_csv_has_every_leg_and_each_posting_balances(history: list[dict[str, Any]]) -> None:
+    """The journal CSV has one row per posting leg, every posting's debits equal its
+    credits, and per account the debits minus credits equal the beancount balances."""
+    books = replay(lines(history)).books()
+    rows = list(csv.DictReader(io.StringIO(journal_csv(books))))
+    assert len(rows) == sum(len(p.legs) for p in books.postings)
+    if rows:
+        assert tuple(rows[0].keys()) == JOURNAL_COLUMNS
+    per_posting: dict[tuple[str, str, str], Decimal] = {}
+    per_account: dict[str, Decimal] = {}
+    for row in rows:
+        amount = Decimal(row["debit"] or "0") - Decimal(row["credit"] or "0")
+        assert (row["debit"] == "") != (row["credit"] == "")
+        key = (row["date"], row["kind"], row["ref"])
+        per_posting[key] = per_posting.get(key, Decimal(0)) + amount
+        account = f"{row['account']} {row['currency']}"
+        per_account[account] = per_account.get(account, Decimal(0)) + amount
+    assert all(total == 0 for total in per_posting.values())
+    for currency, (debits, credits) in books.trial_balance.items():
+        assert sum(Decimal(r["debit"] or "0") for r in rows if r["currency"] == currency) == debits
+        assert sum(Decimal(r["credit"] or "0") for r in rows if r["currency"] == currency) == credits
+    assert {k: v for k, v in per_account.items() if v} == {
+        f"{account} {currency}": amount for (account, currency), amount in _leg_sums(books).items() if amount
+    }
+
+
+def _leg_sums(books: Any) -> dict[tuple[str, str], Decimal]:
+    sums: dict[tuple[str, str], Decimal] = {}
+    for posting in books.postings:
+        for account, amount in posting.legs:
+            key = (str(account), posting.currency)
+            sums[key] = sums.get(key, Decimal(0)) + amount
+    return sums

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from ledger.settings import Settings
+from tests.support.servers import run_cli
 
 PG_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE")
 
@@ -104,3 +105,33 @@ def test_effective_configuration_hides_every_password(monkeypatch: pytest.Monkey
     assert "url-secret" not in text and "env-secret" not in text and "token-secret" not in text
     assert shown["store_url"] == "postgresql://ledger:***@db:5432/ledger"
     assert shown["pg_password"] == "***"
+
+
+@pytest.mark.parametrize(
+    "store_url",
+    [
+        "postgresql+psycopg://user:s3cr3t-pw@db.internal/ledger",
+        "mysql://user:s3cr3t-pw@db.internal/ledger",
+        "sqlite://user:s3cr3t-pw@/nowhere",
+    ],
+)
+def test_configuration_errors_never_print_credentials(store_url: str) -> None:
+    """A mistyped store URL is a clear configuration error that does not show its password,
+    whichever command reads it."""
+    for command in (["report"], ["ingest", "/dev/null"], ["audit", "verify"]):
+        proc = run_cli(*command, env={"LEDGER_STORE_URL": store_url}, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert b"configuration error" in proc.stderr or b"cannot use the store" in proc.stderr, proc.stderr
+        assert b"s3cr3t" not in proc.stderr + proc.stdout
+
+
+def test_redaction_hides_passwords_tokens_and_key_values() -> None:
+    """Credentials in URLs (password or token) and in key=value strings are hidden."""
+    from coop_runtime.redact import redact_secrets
+
+    text = redact_secrets(
+        "postgresql://u:pw1@h/db nats://tok2@n:4222 dsn host=h password=pw3 user=u token: tok4"
+    )
+    for secret in ("pw1", "tok2", "pw3", "tok4"):
+        assert secret not in text
+    assert "postgresql://u:***@h/db" in text and "host=h" in text

@@ -10,15 +10,16 @@ import hashlib
 import io
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from decimal import Decimal
 
 from ledger.application.report import commission_row
-from ledger.domain.books import Books, Posting
+from ledger.domain.accounts import Account, Posting
+from ledger.domain.books import Books
 from ledger.domain.money import format_amount
 
-__all__ = ["CSV_COLUMNS", "beancount_text", "commissions_csv"]
+__all__ = ["CSV_COLUMNS", "JOURNAL_COLUMNS", "beancount_text", "commissions_csv", "journal_csv"]
 
 CSV_COLUMNS = (
     "invoice_id",
@@ -43,6 +44,19 @@ CSV_COLUMNS = (
     "payable",
     "currency",
 )
+JOURNAL_COLUMNS = (
+    "date",
+    "kind",
+    "ref",
+    "leg",
+    "account",
+    "account_family",
+    "party",
+    "currency",
+    "debit",
+    "credit",
+    "meta",
+)
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
 
@@ -54,6 +68,36 @@ def commissions_csv(books: Books, since: date | None = None) -> str:
     for line in books.commissions:
         if since is None or line.invoice_date >= since:
             writer.writerow({k: ("" if v is None else v) for k, v in commission_row(line).items()})
+    return out.getvalue()
+
+
+def journal_csv(books: Books, since: date | None = None) -> str:
+    """Every posting of the books, one row per leg (debit or credit), in journal order: what
+    an auditor sums per account and per currency (debits equal credits in each posting)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(JOURNAL_COLUMNS)
+    for posting in books.postings:
+        if since is not None and posting.date < since:
+            continue
+        meta = "; ".join(f"{key}={value}" for key, value in posting.meta)
+        for number, (account, amount) in enumerate(posting.legs, start=1):
+            shown = format_amount(abs(amount), posting.currency)
+            writer.writerow(
+                (
+                    posting.date.isoformat(),
+                    posting.kind,
+                    posting.ref,
+                    number,
+                    str(account),
+                    account.family,
+                    account.party or "",
+                    posting.currency,
+                    shown if amount >= 0 else "",
+                    shown if amount < 0 else "",
+                    meta,
+                )
+            )
     return out.getvalue()
 
 
@@ -80,65 +124,22 @@ def _component(ident: str) -> str:
     return cleaned[:1].upper() + cleaned[1:]
 
 
-def _split(account: str) -> tuple[str, str | None]:
-    """'Liabilities:Commissions:Accrued:int-marie' -> ('Liabilities:Commissions:Accrued', 'int-marie')."""
-    for prefix in (
-        "Expenses:Commissions:",
-        "Liabilities:Commissions:Accrued:",
-        "Liabilities:Commissions:Payable:",
-        "Assets:Cash:",
-        "Liabilities:Rebates:Owed:",
-        "Assets:Rebates:Receivable:",
-    ):
-        if account.startswith(prefix) and account != "Assets:Cash:Purchasing":
-            return prefix[:-1], account[len(prefix) :]
-    return account, None
-
-
 def beancount_text(books: Books, since: date | None = None, title: str = "Commission ledger") -> str:
     """The books as a beancount file that passes ``bean-check``: accounts opened per
     currency, one transaction per posting group with its metadata, balance assertions at
     each month end, and (with ``since``) balances brought forward on that day."""
     postings = list(books.postings)
-    ids = {ident for p in postings for acc, _ in p.legs if (ident := _split(acc)[1]) is not None}
-    names = _Names(ids)
+    names = _Names({acc.party for p in postings for acc, _ in p.legs if acc.party is not None})
 
-    def account(raw: str) -> str:
-        base, ident = _split(raw)
-        return base if ident is None else f"{base}:{names(ident)}"
+    def account(raw: Account) -> str:
+        return raw.family if raw.party is None else f"{raw.family}:{names(raw.party)}"
 
     lines = [f'option "title" "{title}"', 'option "operating_currency" "CHF"', ""]
-    opened: dict[str, date] = {}
-    currencies: dict[str, set[str]] = defaultdict(set)
-    for posting in postings:
-        for raw, _ in posting.legs:
-            acc = account(raw)
-            opened[acc] = min(opened.get(acc, posting.date), posting.date)
-            currencies[acc].add(posting.currency)
-    open_on = {k: (min(v, since - timedelta(days=1)) if since else v) for k, v in opened.items()}
-    for acc, day in sorted(open_on.items(), key=lambda kv: (kv[1], kv[0])):
-        ident = next((i for i in ids if acc.endswith(":" + names(i))), None)
-        lines.append(f"{day.isoformat()} open {acc} {','.join(sorted(currencies[acc]))}")
-        if ident is not None:
-            lines.append(f'  ledger-id: "{_escape(ident)}"')
-    lines.append("")
+    lines += _open_accounts(postings, account, since)
     balances: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     if since is not None:
-        carried = [p for p in postings if p.date < since]
+        lines += _brought_forward([p for p in postings if p.date < since], account, balances, since)
         postings = [p for p in postings if p.date >= since]
-        for p in carried:
-            for raw, amount in p.legs:
-                balances[(account(raw), p.currency)] += amount
-        by_currency: dict[str, list[tuple[str, Decimal]]] = defaultdict(list)
-        for (acc, currency), amount in sorted(balances.items()):
-            if amount:
-                by_currency[currency].append((acc, amount))
-        for currency, legs in sorted(by_currency.items()):
-            lines.append(
-                f'{(since - timedelta(days=1)).isoformat()} * "Balances brought forward" "{currency}"'
-            )
-            lines.extend(f"  {acc}  {format_amount(amount, currency)} {currency}" for acc, amount in legs)
-            lines.append("")
     month_end: date | None = None
     for posting in postings:
         boundary = _next_month(posting.date)
@@ -151,6 +152,53 @@ def beancount_text(books: Books, since: date | None = None, title: str = "Commis
     if month_end is not None:
         lines.extend(_assertions(month_end, balances))
     return "\n".join(lines) + "\n"
+
+
+def _open_accounts(
+    postings: list[Posting], account: Callable[[Account], str], since: date | None
+) -> list[str]:
+    """One ``open`` per account, on its first posting's day (or the day before ``since``),
+    with the ledger id of its party as metadata."""
+    opened: dict[str, date] = {}
+    currencies: dict[str, set[str]] = defaultdict(set)
+    parties: dict[str, str] = {}
+    for posting in postings:
+        for raw, _ in posting.legs:
+            acc = account(raw)
+            opened[acc] = min(opened.get(acc, posting.date), posting.date)
+            currencies[acc].add(posting.currency)
+            if raw.party is not None:
+                parties[acc] = raw.party
+    open_on = {k: (min(v, since - timedelta(days=1)) if since else v) for k, v in opened.items()}
+    lines = []
+    for acc, day in sorted(open_on.items(), key=lambda kv: (kv[1], kv[0])):
+        lines.append(f"{day.isoformat()} open {acc} {','.join(sorted(currencies[acc]))}")
+        if acc in parties:
+            lines.append(f'  ledger-id: "{_escape(parties[acc])}"')
+    lines.append("")
+    return lines
+
+
+def _brought_forward(
+    carried: list[Posting],
+    account: Callable[[Account], str],
+    balances: dict[tuple[str, str], Decimal],
+    since: date,
+) -> list[str]:
+    """One opening transaction per currency with every balance before ``since``."""
+    for p in carried:
+        for raw, amount in p.legs:
+            balances[(account(raw), p.currency)] += amount
+    by_currency: dict[str, list[tuple[str, Decimal]]] = defaultdict(list)
+    for (acc, currency), amount in sorted(balances.items()):
+        if amount:
+            by_currency[currency].append((acc, amount))
+    lines = []
+    for currency, legs in sorted(by_currency.items()):
+        lines.append(f'{(since - timedelta(days=1)).isoformat()} * "Balances brought forward" "{currency}"')
+        lines.extend(f"  {acc}  {format_amount(amount, currency)} {currency}" for acc, amount in legs)
+        lines.append("")
+    return lines
 
 
 def _next_month(day: date) -> date:
@@ -167,7 +215,7 @@ def _assertions(day: date, balances: dict[tuple[str, str], Decimal]) -> list[str
     return out
 
 
-def _transaction(posting: Posting, account: object) -> list[str]:
+def _transaction(posting: Posting, account: Callable[[Account], str]) -> list[str]:
     meta = dict(posting.meta)
     narration = {
         "commission": "Introduction commission on invoice {invoice} ({rule}, rate {rate})",
@@ -185,7 +233,7 @@ def _transaction(posting: Posting, account: object) -> list[str]:
     ]
     out.extend(f'  {key}: "{_escape(value)}"' for key, value in posting.meta)
     out.extend(
-        f"  {account(raw)}  {format_amount(amount, posting.currency)} {posting.currency}"  # type: ignore[operator]
+        f"  {account(raw)}  {format_amount(amount, posting.currency)} {posting.currency}"
         for raw, amount in posting.legs
     )
     out.append("")

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import structlog
@@ -34,7 +35,11 @@ __all__ = [
     "Outbox",
     "cloudevent",
     "last_published_checkpoint",
+    "read_published_checkpoints",
 ]
+
+#: Most checkpoints read back by ``audit verify --published`` (a limit on everything).
+MAX_CHECKPOINTS_READ = 1_000_000
 
 log = structlog.get_logger("ledger.outbox")
 
@@ -79,6 +84,39 @@ async def last_published_checkpoint(js: JetStreamContext) -> PublishedCheckpoint
         return None
     data = orjson.loads(msg.data or b"{}").get("data", {})
     return PublishedCheckpoint(int(data["position"]), str(data["hash"]))
+
+
+async def read_published_checkpoints(
+    nats_url: str, connect_options: Mapping[str, Any], timeout_s: float = 10.0
+) -> list[PublishedCheckpoint]:
+    """Every checkpoint published on ``LEDGER_OUT`` so far, oldest first (an ordered,
+    ephemeral consumer on the checkpoint subject: nothing is acked or changed)."""
+    import nats
+
+    from coop_runtime.broker import nats_servers
+
+    nc = await nats.connect(nats_servers(nats_url), name="ledger-audit", **connect_options)
+    try:
+        js = nc.jetstream()
+        try:
+            info = await js.stream_info("LEDGER_OUT", subjects_filter=CHECKPOINT_SUBJECT)
+        except NotFoundError:
+            return []
+        expected = int((info.state.subjects or {}).get(CHECKPOINT_SUBJECT, 0))
+        found: list[PublishedCheckpoint] = []
+        if expected == 0:
+            return found
+        subscription = await js.subscribe(CHECKPOINT_SUBJECT, stream="LEDGER_OUT", ordered_consumer=True)
+        try:
+            while len(found) < min(expected, MAX_CHECKPOINTS_READ):
+                msg = await subscription.next_msg(timeout=timeout_s)
+                data = orjson.loads(msg.data).get("data", {})
+                found.append(PublishedCheckpoint(int(data["position"]), str(data["hash"])))
+        finally:
+            await subscription.unsubscribe()
+        return found
+    finally:
+        await nc.close()
 
 
 class Outbox:

@@ -1,20 +1,28 @@
 """The read side of ``ledger serve``: report queries over HTTP and NATS request/reply.
 
-Reads never block writes: they run on their own worker thread(s), from a consistent
-snapshot of the ledger (:class:`~ledger.application.ledger.Head`), never on the store's
+Reads never block writes: they run in their own worker process(es) (see
+:mod:`~ledger.adapters.query_worker`), caught up to the position stored when the query
+arrived; with an in-memory store (nothing to share), on a worker thread from a consistent
+snapshot of the ledger (:class:`~ledger.application.ledger.Head`). Never on the store's
 thread. At most ``max_concurrent`` queries are admitted (running or waiting); beyond that
-HTTP answers 429 and NATS a ``busy`` error. Identical queries at the same log position
-share one computation (and the last answer is kept), so a burst of the same report costs
-one report. A NATS answer larger than the connection's max payload is never sent: the
-caller gets a ``too_large`` error naming the limit and the HTTP route instead of a timeout.
+HTTP answers 429 (with ``Retry-After``) and NATS a ``busy`` error. Identical queries are
+coalesced: while one is computed, the same query arriving meanwhile waits for the next
+computation, which starts when the current one ends and answers all of them from a
+snapshot taken after each arrived. So a burst of the same report costs at most two
+computations, however many ask, and every answer is at least as fresh as its request. A
+NATS answer larger than the connection's max payload is never sent: the caller gets a
+``too_large`` error naming the limit and the HTTP route instead of a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hmac
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -27,15 +35,29 @@ from pydantic import SecretStr
 from coop_runtime.http import json_response
 from coop_runtime.http_guard import MAX_QUERY_BYTES
 from ledger.adapters.metrics import LedgerMetrics
+from ledger.adapters.query_worker import compute_in_worker, start_worker_pool
 from ledger.application.ledger import Ledger
 from ledger.application.queries import QueryError, ReportQuery, View, answer
 
-__all__ = ["BusyError", "QueryService", "http_routes", "nats_answer", "query_params"]
+__all__ = ["Answer", "BusyError", "QueryService", "http_routes", "nats_answer", "query_params"]
 
 log = structlog.get_logger("ledger.queries")
 
 #: Room kept under the max payload for the reply's headers.
 REPLY_MARGIN_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One answer as JSON bytes, and gzipped (reports are large: each HTTP client that
+    accepts gzip gets about a tenth of the bytes)."""
+
+    body: bytes
+    gzipped: bytes
+
+    @classmethod
+    def of(cls, body: bytes) -> Answer:
+        return cls(body, gzip.compress(body, compresslevel=5, mtime=0))
 
 
 class BusyError(RuntimeError):
@@ -53,17 +75,25 @@ class QueryService:
         workers: int,
         max_concurrent: int,
         token: SecretStr | None,
+        worker_env: dict[str, str] | None = None,
     ) -> None:
+        """``worker_env``: the store's settings, to compute in worker processes; None
+        computes on threads of this process (an in-memory store)."""
         assert 1 <= workers <= 16, workers
         assert 1 <= max_concurrent <= 10_000, max_concurrent
         self._ledger = ledger
         self._metrics = metrics
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ledger-query")
+        self._workers = workers
+        self._worker_env = worker_env
+        self._pool: Executor = self._new_pool()
         self._max_concurrent = max_concurrent
         self._admitted = 0
         self._token = token
-        self._running: dict[tuple[int, ReportQuery], asyncio.Future[bytes]] = {}
-        self._last: tuple[tuple[int, ReportQuery], bytes] | None = None
+        #: Per query: the computation under way, and the one that will follow it.
+        self._running: dict[ReportQuery, asyncio.Future[Answer]] = {}
+        self._next: dict[ReportQuery, asyncio.Future[Answer]] = {}
+        #: The last answer and the head position it was computed at.
+        self._last: tuple[ReportQuery, int, Answer] | None = None
 
     def authorized(self, given: object) -> bool:
         """No token configured: open. Otherwise the given one must match (constant time)."""
@@ -74,6 +104,10 @@ class QueryService:
 
     async def json(self, query: ReportQuery, channel: str) -> bytes:
         """The answer to ``query`` as JSON bytes; raises :class:`BusyError` when full."""
+        return (await self.answer(query, channel)).body
+
+    async def answer(self, query: ReportQuery, channel: str) -> Answer:
+        """The answer to ``query`` (JSON, and gzipped); raises :class:`BusyError` when full."""
         if self._admitted >= self._max_concurrent:
             self._metrics.queries_refused.labels(channel).inc()
             raise BusyError(
@@ -82,25 +116,68 @@ class QueryService:
         self._admitted += 1
         try:
             self._metrics.queries.labels(channel, query.view).inc()
-            key = (self._ledger.index.head.position, query)
-            if self._last is not None and self._last[0] == key:
-                return self._last[1]
-            running = self._running.get(key)
-            if running is None:
-                running = asyncio.get_running_loop().run_in_executor(self._pool, self._compute, query)
-                self._running[key] = running
-                running.add_done_callback(lambda _: self._running.pop(key, None))
-            body = await asyncio.shield(running)
-            self._last = (key, body)
-            return body
+            head = self._ledger.index.head.position
+            last = self._last
+            if last is not None and last[0] == query and last[1] == head:
+                return last[2]
+            return await asyncio.shield(self._coalesced(query))
         finally:
             self._admitted -= 1
 
-    def _compute(self, query: ReportQuery) -> bytes:
-        return orjson.dumps(answer(self._ledger, query), option=orjson.OPT_INDENT_2)
+    def _coalesced(self, query: ReportQuery) -> asyncio.Future[Answer]:
+        """The computation that will answer ``query`` asked now: the one that follows the
+        computation under way (it starts after this request arrived), or a new one."""
+        if query in self._next:
+            return self._next[query]
+        if query in self._running:
+            following: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+            self._next[query] = following
+            return following
+        return self._start(query)
+
+    def _start(
+        self, query: ReportQuery, into: asyncio.Future[Answer] | None = None
+    ) -> asyncio.Future[Answer]:
+        loop = asyncio.get_running_loop()
+        result = into if into is not None else loop.create_future()
+        self._running[query] = result
+        if self._worker_env is None:
+            computation = loop.run_in_executor(self._pool, self._compute, query)
+        else:
+            at_least = self._ledger.index.head.position
+            computation = loop.run_in_executor(self._pool, compute_in_worker, query, at_least)
+
+        def done(finished: asyncio.Future[tuple[int, Answer]]) -> None:
+            del self._running[query]
+            if finished.cancelled():
+                result.cancel()
+            elif (error := finished.exception()) is not None:
+                if isinstance(error, BrokenProcessPool):
+                    log.error("the query worker died; starting a new one", error=str(error))
+                    self._pool = self._new_pool()
+                result.set_exception(error)
+            else:
+                position, body = finished.result()
+                self._last = (query, position, body)
+                result.set_result(body)
+            following = self._next.pop(query, None)
+            if following is not None:
+                self._start(query, following)
+
+        computation.add_done_callback(done)
+        return result
+
+    def _new_pool(self) -> Executor:
+        if self._worker_env is None:
+            return ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="ledger-query")
+        return start_worker_pool(self._worker_env, self._workers)
+
+    def _compute(self, query: ReportQuery) -> tuple[int, Answer]:
+        position = self._ledger.index.head.position
+        return position, Answer.of(orjson.dumps(answer(self._ledger, query)))
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _error(reason: str, message: str) -> dict[str, Any]:
@@ -129,6 +206,14 @@ def _bearer(scope: Scope) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
+def _accepts_gzip(scope: Scope) -> bool:
+    header = dict(scope.get("headers") or []).get(b"accept-encoding", b"").decode("latin-1").lower()
+    return any(
+        part.split(";")[0].strip() == "gzip" and "q=0" not in part.replace(" ", "")
+        for part in header.split(",")
+    )
+
+
 def http_routes(service: QueryService) -> list[tuple[str, ASGIApp]]:
     """``/report``, ``/report/introducer?id=``, ``/report/client?id=``."""
 
@@ -140,7 +225,7 @@ def http_routes(service: QueryService) -> list[tuple[str, ASGIApp]]:
                 params = query_params(scope)
                 if view != "report" and "id" in params:
                     params[f"{view}_id"] = params.pop("id")
-                body = await service.json(ReportQuery.from_params(view, params), "http")
+                found = await service.answer(ReportQuery.from_params(view, params), "http")
             except QueryError as exc:
                 return json_response(_error("bad_query", str(exc)), 400)
             except BusyError as exc:
@@ -149,7 +234,11 @@ def http_routes(service: QueryService) -> list[tuple[str, ASGIApp]]:
                     status_code=429,
                     headers={"Content-Type": "application/json", "Retry-After": "1"},
                 )
-            return AsgiResponse(body, status_code=200, headers={"Content-Type": "application/json"})
+            headers = {"Content-Type": "application/json", "Vary": "Accept-Encoding"}
+            if _accepts_gzip(scope):
+                headers["Content-Encoding"] = "gzip"
+                return AsgiResponse(found.gzipped, status_code=200, headers=headers)
+            return AsgiResponse(found.body, status_code=200, headers=headers)
 
         return handler
 

@@ -93,6 +93,7 @@ class LedgerService:
             workers=settings.query_workers,
             max_concurrent=settings.max_concurrent_queries,
             token=settings.query_token,
+            worker_env=None if settings.resolved_store_url() == "memory:" else settings.eventsourcing_env(),
         )
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -295,27 +296,47 @@ class LedgerService:
         self.metrics.publish_lag.set(head.position - self.published)
 
     async def readiness(self) -> tuple[bool, str]:
-        if self.ready_reason:
-            return False, self.ready_reason
+        """Ready, or the first reason it is not (each check in turn)."""
+        for check in (
+            self._started,
+            self._consuming,
+            self._connected,
+            self._store_answers,
+            self._lag_bounded,
+        ):
+            reason = await check()
+            if reason is not None:
+                return False, reason
+        return True, "ready"
+
+    async def _started(self) -> str | None:
+        return self.ready_reason or None
+
+    async def _consuming(self) -> str | None:
         consume = next((t for t in self._tasks if t.get_name() == "consume"), None)
         if consume is None or consume.done() or not self.consumer.state.running:
-            return False, "the consumer loop is not running"
-        if self.consumer.state.failure is not None:
-            return False, self.consumer.state.failure
+            return "the consumer loop is not running"
+        return self.consumer.state.failure
+
+    async def _connected(self) -> str | None:
         assert self.broker is not None
-        if not self.broker.config.connection_state.connection.is_connected:
-            return False, "NATS not connected"
+        return None if self.broker.config.connection_state.connection.is_connected else "NATS not connected"
+
+    async def _store_answers(self) -> str | None:
         in_hand = self.consumer.in_hand
         if in_hand is not None and not in_hand.done():
             # the store thread is busy with a batch: it answers, unless the batch hangs
             held_s = asyncio.get_running_loop().time() - self.consumer.in_hand_since
             if held_s > self.settings.ready_timeout_s:
-                return False, f"store not answering: a batch has been in hand for {held_s:.1f} s"
-        else:
-            try:
-                await asyncio.wait_for(self.run(self.store.ping), timeout=self.settings.ready_timeout_s)
-            except Exception as exc:
-                return False, f"store unreachable: {type(exc).__name__}: {exc}"[:300]
+                return f"store not answering: a batch has been in hand for {held_s:.1f} s"
+            return None
+        try:
+            await asyncio.wait_for(self.run(self.store.ping), timeout=self.settings.ready_timeout_s)
+        except Exception as exc:
+            return f"store unreachable: {type(exc).__name__}: {exc}"[:300]
+        return None
+
+    async def _lag_bounded(self) -> str | None:
         if self.consumer_pending > self.settings.ready_max_pending:
-            return False, f"consumer lag {self.consumer_pending} above {self.settings.ready_max_pending}"
-        return True, "ready"
+            return f"consumer lag {self.consumer_pending} above {self.settings.ready_max_pending}"
+        return None

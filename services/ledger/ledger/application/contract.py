@@ -11,20 +11,34 @@ Each inbound type is one model class below: it registers itself in :data:`INBOUN
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    HttpUrl,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from ledger.application.fields import (
+    CONTROL_FREE_PATTERN,
+    EMAIL_SCHEMA,
+    WEBHOOK_URL_SCHEMA,
     Currency,
     Day,
     EnvelopeId,
     EnvelopeText,
+    EnvelopeType,
     Id,
     Money,
     Rate,
@@ -55,9 +69,10 @@ __all__ = [
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_TERMS = 24
 MAX_PURCHASES_PER_REBATE = 1000
-#: CloudEvents extension attributes: at most this many, each string value at most this
-#: long, all of them at most this many bytes of JSON (they are stored with the fact).
-MAX_EXTENSIONS = 16
+#: CloudEvents attributes (the 8 the contract names and extensions) at most; each string
+#: extension value at most this long, all extensions at most this many bytes of JSON
+#: (they are stored with the fact).
+MAX_ATTRIBUTES = 24
 MAX_EXTENSION_CHARS = 512
 MAX_EXTENSIONS_BYTES = 2048
 
@@ -143,8 +158,8 @@ class IntroducerRegisteredV1(_Data):
     FACT: ClassVar[type] = f.IntroducerRegistered
     introducer_id: Id
     display_name: Text
-    email: EmailStr | None = None
-    webhook_url: HttpUrl | None = None
+    email: Annotated[EmailStr, WithJsonSchema(EMAIL_SCHEMA)] | None = None
+    webhook_url: Annotated[HttpUrl, WithJsonSchema(WEBHOOK_URL_SCHEMA)] | None = None
     language: Literal["fr", "en"] = "fr"
 
     @model_validator(mode="before")
@@ -182,7 +197,22 @@ class TermV1(BaseModel):
     months: Annotated[int, Field(ge=1, le=MAX_MONTHS)]
 
 
+def _both_or_neither(a: str, a_type: str, b: str, b_type: str) -> dict[str, Any]:
+    """JSON Schema: ``a`` is given (not null) exactly when ``b`` is."""
+    return {
+        "if": {"properties": {a: {"type": a_type}}, "required": [a]},
+        "then": {"properties": {b: {"type": b_type}}, "required": [b]},
+        "else": {"not": {"properties": {b: {"type": b_type}}, "required": [b]}},
+    }
+
+
 class IntroductionRecordedV1(_Data):
+    """Rules the schema cannot express: the terms' months add up to at most 600, and
+    ``prior_last_invoice_date`` is before ``date`` (both refused by the ledger)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"allOf": [_both_or_neither("terms", "array", "terms_reason", "string")]}
+    )
     TYPE: ClassVar[str] = "coop.ledger.introduction.recorded.v1"
     FACT: ClassVar[type] = f.IntroductionRecorded
     introduction_id: Id
@@ -298,7 +328,10 @@ class RebateReceivedV1(_Data):
     date: Day
     currency: Currency
     amount: Money
-    purchase_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_PURCHASES_PER_REBATE)]
+    purchase_ids: Annotated[
+        list[Id],
+        Field(min_length=1, max_length=MAX_PURCHASES_PER_REBATE, json_schema_extra={"uniqueItems": True}),
+    ]
 
     @model_validator(mode="after")
     def _each_purchase_once(self) -> RebateReceivedV1:
@@ -328,14 +361,44 @@ class RebatePassedThroughV1(_Data):
 _EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
 
 
+_ATTRIBUTES = (
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "datacontenttype",
+    "subject",
+    "data",
+    "dataschema",
+)
+
+
+def _envelope_schema_extra(schema: dict[str, Any]) -> None:
+    """Extension attributes in the published schema as the ledger checks them (all but the
+    total size, at most MAX_EXTENSIONS_BYTES of JSON, which a schema cannot express)."""
+    schema.pop("additionalProperties", None)
+    schema["patternProperties"] = {
+        rf"^(?!({'|'.join(_ATTRIBUTES)})$)[a-z0-9]{{1,20}}$": {
+            "type": ["string", "integer", "boolean"],
+            "maxLength": MAX_EXTENSION_CHARS,
+            "pattern": CONTROL_FREE_PATTERN,
+        }
+    }
+    schema["additionalProperties"] = False
+    schema["maxProperties"] = MAX_ATTRIBUTES
+
+
 class Envelope(BaseModel):
     """A CloudEvents 1.0 structured-mode envelope. Extension attributes are kept (bounded)."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(
+        extra="allow", strict=True, frozen=True, json_schema_extra=_envelope_schema_extra
+    )
     specversion: Literal["1.0"]
     id: EnvelopeId
     source: EnvelopeText
-    type: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[\x21-\x7e]+$")]
+    type: EnvelopeType
     time: Timestamp | None = None
     datacontenttype: Literal["application/json"] | None = None
     subject: EnvelopeText | None = None
@@ -344,11 +407,12 @@ class Envelope(BaseModel):
     @model_validator(mode="after")
     def _extensions(self) -> Envelope:
         extra = self.model_extra or {}
-        if len(extra) > MAX_EXTENSIONS:
+        count = len(self.model_fields_set)  # extension attributes included
+        if count > MAX_ATTRIBUTES:
             raise PydanticCustomError(
                 "invalid_envelope",
-                "{count} extension attributes, at most {limit}",
-                {"count": len(extra), "limit": MAX_EXTENSIONS},
+                "{count} attributes, at most {limit}",
+                {"count": count, "limit": MAX_ATTRIBUTES},
             )
         for name, value in extra.items():
             if _EXTENSION_NAME.fullmatch(name) is None:
@@ -517,7 +581,8 @@ def type_of_fact(fact: f.Fact) -> str:
 
 def _fact_fields(fact: f.Fact) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in fact.__dataclass_fields__:
+    for item in dataclasses.fields(fact):  # type: ignore[arg-type]
+        name = item.name
         value = getattr(fact, name)
         if value is None:
             continue

@@ -12,18 +12,23 @@ from __future__ import annotations
 
 from bisect import insort
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from ledger.application.report import commission_row
-from ledger.domain.books import (
+from ledger.application.outbound import (
+    balance_payload,
+    commission_payload,
+    donation_payload,
+    introducer_payload,
+    rebate_owed_payload,
+)
+from ledger.domain.books import build_books
+from ledger.domain.commissions import (
     CommissionLine,
     IntroductionLine,
-    RebateLine,
-    build_books,
     commission_line,
     introduction_line,
     pair_commission_lines,
@@ -43,18 +48,10 @@ from ledger.domain.facts import (
     ResaleInvoiced,
 )
 from ledger.domain.money import format_amount, minor_unit_exponent
+from ledger.domain.purchasing import RebateLine
 
-__all__ = ["OUT_KINDS", "DerivedEvent", "Deriver"]
+__all__ = ["DerivedEvent", "Deriver"]
 
-OUT_KINDS = (
-    "introducer.registered",
-    "commission.accrued",
-    "commission.adjusted",
-    "commission.payable",
-    "donation.credited",
-    "rebate.owed",
-    "rebate.passed_through",
-)
 ZERO = Decimal(0)
 LineKey = tuple[str, str]  # (invoice_id, introduction_id)
 Pair = tuple[str, str]  # (adviser_id, client_id)
@@ -124,21 +121,7 @@ class Deriver:
         pairs, clients, touched = self._index(fact)
         events: list[DerivedEvent] = []
         if isinstance(fact, IntroducerRegistered):
-            events.append(
-                self._event(
-                    "introducer.registered",
-                    fact.introducer_id,
-                    {
-                        "introducer_id": fact.introducer_id,
-                        "display_name": fact.display_name,
-                        "email": fact.email,
-                        "webhook_url": fact.webhook_url,
-                        "language": fact.language,
-                    },
-                )
-            )
-        if isinstance(fact, PayoutRecorded):
-            self._balances[(fact.beneficiary_id, fact.currency)][2] += fact.amount
+            events.append(self._event("introducer.registered", fact.introducer_id, introducer_payload(fact)))
         for pair in sorted(pairs):
             events.extend(self._recompute_pair(pair))
         if touched is not None and touched[0] not in pairs:
@@ -152,55 +135,70 @@ class Deriver:
     def _index(self, fact: Fact) -> tuple[set[Pair], set[str], tuple[Pair, str] | None]:
         """Index ``fact``; return the pairs to recompute whole, the clients whose rebates
         to recompute, and the single (pair, invoice) to recompute when that is enough."""
+        scope = _Scope()
+        _INDEXERS[type(fact)](self, fact, scope)
+        return scope.pairs, scope.clients, scope.invoice
+
+    def _introducer(self, fact: IntroducerRegistered, scope: _Scope) -> None:
+        self._facts.introducers[fact.introducer_id] = fact
+
+    def _introduction(self, fact: IntroductionRecorded, scope: _Scope) -> None:
+        pair = (fact.adviser_id, fact.client_id)
+        self._facts.intros_by_pair[pair].append(fact)
+        self._facts.pairs_by_introducer[fact.introducer_id].add(pair)
+        scope.pairs.add(pair)
+
+    def _eligibility(self, fact: EligibilityChanged, scope: _Scope) -> None:
         ix = self._facts
-        pairs: set[Pair] = set()
-        clients: set[str] = set()
-        touched: tuple[Pair, str] | None = None
-        if isinstance(fact, IntroducerRegistered):
-            ix.introducers[fact.introducer_id] = fact
-        elif isinstance(fact, IntroductionRecorded):
-            pair = (fact.adviser_id, fact.client_id)
-            ix.intros_by_pair[pair].append(fact)
-            ix.pairs_by_introducer[fact.introducer_id].add(pair)
-            pairs.add(pair)
-        elif isinstance(fact, EligibilityChanged):
-            ix.eligibility[fact.introducer_id].append((fact.effective_date, fact.can_receive_commission))
-            pairs |= ix.pairs_by_introducer.get(fact.introducer_id, set())
-        elif isinstance(fact, InvoiceIssued):
-            pair = (fact.adviser_id, fact.client_id)
-            ix.invoices[fact.invoice_id] = fact
-            insort(ix.invoices_by_pair[pair], fact, key=_invoice_order)
-            if pair in ix.intros_by_pair:
-                if self._moves_f_or_l(pair, fact):
-                    pairs.add(pair)  # F or L moved: every line of the pair may change
-                else:
-                    touched = (pair, fact.invoice_id)
-        elif isinstance(fact, (CreditNoteIssued, PaymentReceived)):
-            if isinstance(fact, CreditNoteIssued):
-                ix.credit_notes[fact.invoice_id].append(fact)
-            else:
-                ix.payments[fact.invoice_id].append(fact)
-            invoice = ix.invoices.get(fact.invoice_id)
-            if invoice is not None and (invoice.adviser_id, invoice.client_id) in ix.intros_by_pair:
-                touched = ((invoice.adviser_id, invoice.client_id), invoice.invoice_id)
-        elif isinstance(fact, PurchaseRecorded):
-            ix.purchases[fact.purchase_id] = fact
-            ix.purchases_by_client[fact.client_id].append(fact)
-            clients.add(fact.client_id)
-            clients |= self._clients_of_rebates(ix.rebates_by_purchase.get(fact.purchase_id, []))
-        elif isinstance(fact, ResaleInvoiced):
-            ix.resales[fact.purchase_id].append(fact)
-            purchase = ix.purchases.get(fact.purchase_id)
-            if purchase is not None:
-                clients.add(purchase.client_id)
-        elif isinstance(fact, RebateReceived):
-            for purchase_id in fact.purchase_ids:
-                ix.rebates_by_purchase[purchase_id].append(fact)
-            clients |= self._clients_of_rebates([fact])
-        elif isinstance(fact, RebatePassedThrough):
-            ix.pass_throughs[fact.client_id].append(fact)
-            clients.add(fact.client_id)
-        return pairs, clients, touched
+        ix.eligibility[fact.introducer_id].append((fact.effective_date, fact.can_receive_commission))
+        scope.pairs |= ix.pairs_by_introducer.get(fact.introducer_id, set())
+
+    def _invoice(self, fact: InvoiceIssued, scope: _Scope) -> None:
+        ix = self._facts
+        pair = (fact.adviser_id, fact.client_id)
+        ix.invoices[fact.invoice_id] = fact
+        insort(ix.invoices_by_pair[pair], fact, key=_invoice_order)
+        if pair not in ix.intros_by_pair:
+            return
+        if self._moves_f_or_l(pair, fact):
+            scope.pairs.add(pair)  # F or L moved: every line of the pair may change
+        else:
+            scope.invoice = (pair, fact.invoice_id)
+
+    def _invoice_child(self, fact: CreditNoteIssued | PaymentReceived, scope: _Scope) -> None:
+        ix = self._facts
+        if isinstance(fact, CreditNoteIssued):
+            ix.credit_notes[fact.invoice_id].append(fact)
+        else:
+            ix.payments[fact.invoice_id].append(fact)
+        invoice = ix.invoices.get(fact.invoice_id)
+        if invoice is not None and (invoice.adviser_id, invoice.client_id) in ix.intros_by_pair:
+            scope.invoice = ((invoice.adviser_id, invoice.client_id), invoice.invoice_id)
+
+    def _payout(self, fact: PayoutRecorded, scope: _Scope) -> None:
+        self._balances[(fact.beneficiary_id, fact.currency)][2] += fact.amount
+
+    def _purchase(self, fact: PurchaseRecorded, scope: _Scope) -> None:
+        ix = self._facts
+        ix.purchases[fact.purchase_id] = fact
+        ix.purchases_by_client[fact.client_id].append(fact)
+        scope.clients.add(fact.client_id)
+        scope.clients |= self._clients_of_rebates(ix.rebates_by_purchase.get(fact.purchase_id, []))
+
+    def _resale(self, fact: ResaleInvoiced, scope: _Scope) -> None:
+        self._facts.resales[fact.purchase_id].append(fact)
+        purchase = self._facts.purchases.get(fact.purchase_id)
+        if purchase is not None:
+            scope.clients.add(purchase.client_id)
+
+    def _rebate(self, fact: RebateReceived, scope: _Scope) -> None:
+        for purchase_id in fact.purchase_ids:
+            self._facts.rebates_by_purchase[purchase_id].append(fact)
+        scope.clients |= self._clients_of_rebates([fact])
+
+    def _pass_through(self, fact: RebatePassedThrough, scope: _Scope) -> None:
+        self._facts.pass_throughs[fact.client_id].append(fact)
+        scope.clients.add(fact.client_id)
 
     def _clients_of_rebates(self, rebates: Iterable[RebateReceived]) -> set[str]:
         purchases = self._facts.purchases
@@ -278,31 +276,44 @@ class Deriver:
     def _line_events(
         self, key: LineKey, old: CommissionLine | None, new: CommissionLine | None
     ) -> list[DerivedEvent]:
+        """The events of one commission line going from ``old`` to ``new`` (either may be
+        None: the line appears or goes away)."""
         ref = f"{key[0]}/{key[1]}"
-        events: list[DerivedEvent] = []
         if old is not None:
             self._move_balance(old, -1)
         if new is not None:
             self._move_balance(new, +1)
+        return [*self._amount_events(ref, old, new), *self._payable_events(ref, old, new)]
+
+    def _amount_events(
+        self, ref: str, old: CommissionLine | None, new: CommissionLine | None
+    ) -> list[DerivedEvent]:
+        events: list[DerivedEvent] = []
         if old is None and new is not None:
             events.append(self._commission("commission.accrued", ref, new, new.amount, None))
             if new.donor_id is not None and new.amount:
                 events.append(self._donation(ref, new, new.amount))
         elif old is not None and new is None:
-            gone = _zeroed(old)
-            events.append(self._commission("commission.adjusted", ref, gone, -old.amount, old))
+            events.append(self._commission("commission.adjusted", ref, _zeroed(old), -old.amount, old))
             if old.donor_id is not None and old.amount:
                 events.append(self._donation(ref, old, -old.amount))
         elif old is not None and new is not None:
             moved = old.beneficiary_id != new.beneficiary_id
-            if old.amount != new.amount or moved or old.rate != new.rate:
+            changed = moved or old.amount != new.amount
+            if changed or old.rate != new.rate:
                 events.append(self._commission("commission.adjusted", ref, new, new.amount - old.amount, old))
-                if old.donor_id is not None and old.amount and (moved or old.amount != new.amount):
-                    events.append(self._donation(ref, old, -old.amount))
-                if new.donor_id is not None and new.amount and (moved or old.amount != new.amount):
-                    events.append(self._donation(ref, new, new.amount))
-        # payable: what the old beneficiary had payable is withdrawn when the line goes away or
-        # changes hands; the new beneficiary's payable is counted from zero in that case
+            if changed and old.donor_id is not None and old.amount:
+                events.append(self._donation(ref, old, -old.amount))
+            if changed and new.donor_id is not None and new.amount:
+                events.append(self._donation(ref, new, new.amount))
+        return events
+
+    def _payable_events(
+        self, ref: str, old: CommissionLine | None, new: CommissionLine | None
+    ) -> list[DerivedEvent]:
+        """What the old beneficiary had payable is withdrawn when the line goes away or
+        changes hands; the new beneficiary's payable is counted from zero in that case."""
+        events: list[DerivedEvent] = []
         moved_or_gone = old is not None and (new is None or old.beneficiary_id != new.beneficiary_id)
         if old is not None and moved_or_gone and old.payable:
             events.append(
@@ -320,43 +331,18 @@ class Deriver:
         row[0] += sign * line.amount
         row[1] += sign * line.payable
 
-    def _balance(self, beneficiary: str, currency: str) -> dict[str, str]:
-        accrued, payable, paid = self._balances[(beneficiary, currency)]
-        return {
-            "accrued": format_amount(accrued, currency),
-            "payable": format_amount(payable, currency),
-            "paid": format_amount(paid, currency),
-            "outstanding": format_amount(payable - paid, currency),
-        }
-
     def _commission(
         self, kind: str, ref: str, line: CommissionLine, delta: Decimal, previous: CommissionLine | None
     ) -> DerivedEvent:
-        data = commission_row(line)
-        data["delta"] = format_amount(delta, line.currency)
-        if previous is not None:
-            data["previous_amount"] = format_amount(previous.amount, line.currency)
-            data["previous_beneficiary_id"] = previous.beneficiary_id
-            data["previous_payable"] = format_amount(previous.payable, line.currency)
-        data["balance"] = self._balance(line.beneficiary_id, line.currency)
-        return self._event(kind, ref, data)
+        accrued, payable, paid = self._balances[(line.beneficiary_id, line.currency)]
+        balance = balance_payload(accrued, payable, paid, line.currency)
+        return self._event(
+            kind, ref, commission_payload(line, delta=delta, previous=previous, balance=balance)
+        )
 
     def _donation(self, ref: str, line: CommissionLine, amount: Decimal) -> DerivedEvent:
-        assert line.donor_id is not None
         return self._event(
-            "donation.credited",
-            f"{ref}/{'+' if amount > 0 else '-'}",
-            {
-                "donor_id": line.donor_id,
-                "beneficiary_id": line.beneficiary_id,
-                "invoice_id": line.invoice_id,
-                "introduction_id": line.introduction_id,
-                "client_id": line.client_id,
-                "adviser_id": line.adviser_id,
-                "rate": commission_row(line)["rate"],
-                "currency": line.currency,
-                "amount": format_amount(amount, line.currency),
-            },
+            "donation.credited", f"{ref}/{'+' if amount > 0 else '-'}", donation_payload(line, amount)
         )
 
     # rebates ------------------------------------------------------------------------
@@ -390,19 +376,9 @@ class Deriver:
             else:
                 published.pop(currency, None)
             if new_owed != old_owed:
-                events.append(
-                    self._event(
-                        "rebate.owed",
-                        f"{client}/{currency}",
-                        {
-                            "client_id": client,
-                            "currency": currency,
-                            "owed": format_amount(new_owed, currency),
-                            "delta": format_amount(new_owed - old_owed, currency),
-                            "outstanding": format_amount(ZERO if new is None else new.outstanding, currency),
-                        },
-                    )
-                )
+                outstanding = ZERO if new is None else new.outstanding
+                data = rebate_owed_payload(client, currency, new_owed, new_owed - old_owed, outstanding)
+                events.append(self._event("rebate.owed", f"{client}/{currency}", data))
         if isinstance(fact, RebatePassedThrough) and fact.client_id == client:
             row = rows.get(fact.currency)
             events.append(
@@ -423,6 +399,33 @@ class Deriver:
 
     def _event(self, kind: str, ref: str, data: dict[str, Any]) -> DerivedEvent:
         return DerivedEvent(f"{self.position}:{kind}:{ref}", kind, self.position, data)
+
+
+@dataclass
+class _Scope:
+    """What one fact makes the deriver recompute."""
+
+    pairs: set[Pair] = field(default_factory=set)
+    clients: set[str] = field(default_factory=set)
+    #: One invoice of a pair, when that is all that changes (no F or L moved).
+    invoice: tuple[Pair, str] | None = None
+
+
+#: How the deriver indexes each kind of fact (and what it then recomputes): adding a fact
+#: type is adding its method and its line here.
+_INDEXERS: dict[type, Callable[[Deriver, Any, _Scope], None]] = {
+    IntroducerRegistered: Deriver._introducer,
+    IntroductionRecorded: Deriver._introduction,
+    EligibilityChanged: Deriver._eligibility,
+    InvoiceIssued: Deriver._invoice,
+    CreditNoteIssued: Deriver._invoice_child,
+    PaymentReceived: Deriver._invoice_child,
+    PayoutRecorded: Deriver._payout,
+    PurchaseRecorded: Deriver._purchase,
+    ResaleInvoiced: Deriver._resale,
+    RebateReceived: Deriver._rebate,
+    RebatePassedThrough: Deriver._pass_through,
+}
 
 
 def _invoice_order(invoice: InvoiceIssued) -> tuple[date, str]:

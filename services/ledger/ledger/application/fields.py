@@ -14,7 +14,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any
 
-from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema
+from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from ledger.domain.money import currencies_by_exponent, is_known_currency
@@ -22,6 +22,7 @@ from ledger.domain.money import currencies_by_exponent, is_known_currency
 __all__ = [
     "CONTROL_FREE_PATTERN",
     "DATE_PATTERN",
+    "EMAIL_SCHEMA",
     "ENVELOPE_ID_PATTERN",
     "ID_PATTERN",
     "MAX_TEXT_CHARS",
@@ -29,9 +30,12 @@ __all__ = [
     "PERIOD_PATTERN",
     "RATE_PATTERN",
     "TIMESTAMP_PATTERN",
+    "WEBHOOK_URL_SCHEMA",
     "Currency",
     "Day",
     "EnvelopeId",
+    "EnvelopeText",
+    "EnvelopeType",
     "Id",
     "Money",
     "Rate",
@@ -44,21 +48,46 @@ __all__ = [
 
 MAX_TEXT_CHARS = 500
 
+
+def _anchored(body: str) -> str:
+    """A full-string pattern that means the same in ECMA-262 (the JSON Schema dialect) and in
+    Python's ``re`` (where ``$`` alone also matches before a final newline)."""
+    return rf"^{body}$(?![\s\S])"
+
+
 #: Business ids: opaque, 1-128 letters, digits, ``-``, ``_``, ``.``, ``:``.
-ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+ID_PATTERN = _anchored(r"[A-Za-z0-9_.:-]{1,128}")
 #: Envelope ids: 1-256 printable ASCII characters, no space.
-ENVELOPE_ID_PATTERN = r"^[\x21-\x7e]{1,256}$"
+ENVELOPE_ID_PATTERN = _anchored(r"[\x21-\x7e]{1,256}")
 #: Money: a plain decimal below 10^12 (at most 12 integer digits), at most 4 decimals.
-MONEY_PATTERN = r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?$"
-RATE_PATTERN = r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?)$"
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+MONEY_PATTERN = _anchored(r"(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?")
+RATE_PATTERN = _anchored(r"(0(\.[0-9]{1,6})?|1(\.0{1,6})?)")
+DATE_PATTERN = _anchored(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+PERIOD_PATTERN = _anchored(r"[0-9]{4}-(0[1-9]|1[0-2])")
 #: RFC 3339 date-time (section 5.6): full date, ``T``, full time, fraction, ``Z`` or offset.
-TIMESTAMP_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+TIMESTAMP_PATTERN = _anchored(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
+#: Printable ASCII without space (CloudEvents ``type``), 1-256 characters.
+TYPE_PATTERN = _anchored(r"[\x21-\x7e]{1,256}")
 #: Free text: no control characters (C0, DEL; C1 included), whatever the language.
-CONTROL_FREE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+CONTROL_FREE_PATTERN = _anchored(r"[^\x00-\x1f\x7f-\x9f]*")
+
+#: An e-mail address (checked by email-validator) and a webhook URL (http or https, checked
+#: by pydantic's URL parser): no control characters, whatever the parsers would drop.
+EMAIL_SCHEMA = {
+    "type": "string",
+    "format": "email",
+    "maxLength": 320,
+    "pattern": _anchored(r"[^\x00-\x1f\x7f-\x9f\s]+@[^\x00-\x1f\x7f-\x9f\s]+"),
+}
+WEBHOOK_URL_SCHEMA = {
+    "type": "string",
+    "format": "uri",
+    "minLength": 1,
+    "maxLength": 2083,
+    "pattern": _anchored(r"[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x20\x7f-\x9f]+"),
+}
 
 _ID = re.compile(ID_PATTERN)
 _ENVELOPE_ID = re.compile(ENVELOPE_ID_PATTERN)
@@ -66,6 +95,7 @@ _MONEY = re.compile(MONEY_PATTERN)
 _RATE = re.compile(RATE_PATTERN)
 _DATE = re.compile(DATE_PATTERN)
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+_TYPE = re.compile(TYPE_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -247,8 +277,31 @@ Timestamp = Annotated[
     PlainValidator(_timestamp),
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_PATTERN}),
 ]
+
+
+def _envelope_text(value: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 1024 or has_control_characters(value):
+        raise PydanticCustomError(
+            "invalid_envelope", "must be a string of 1-1024 characters without control characters"
+        )
+    return value
+
+
+def _envelope_type(value: object) -> str:
+    if not isinstance(value, str) or _TYPE.fullmatch(value) is None:
+        raise PydanticCustomError("invalid_envelope", "type must be 1-256 printable ASCII characters")
+    return value
+
+
 #: Short free text of the envelope (source, subject): bounded, no control characters.
-EnvelopeText = Annotated[str, Field(min_length=1, max_length=1024, pattern=CONTROL_FREE_PATTERN)]
+EnvelopeText = Annotated[
+    str,
+    PlainValidator(_envelope_text),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 1024, "pattern": CONTROL_FREE_PATTERN}),
+]
+EnvelopeType = Annotated[
+    str, PlainValidator(_envelope_type), WithJsonSchema({"type": "string", "pattern": TYPE_PATTERN})
+]
 
 
 def currency_decimals_schema(amount_fields: list[str]) -> list[dict[str, Any]]:
@@ -257,7 +310,7 @@ def currency_decimals_schema(amount_fields: list[str]) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     for exponent, codes in sorted(currencies_by_exponent().items()):
         fraction = "" if exponent == 0 else rf"(\.[0-9]{{1,{exponent}}})?"
-        pattern = rf"^(0|[1-9][0-9]{{0,11}}){fraction}$"
+        pattern = _anchored(rf"(0|[1-9][0-9]{{0,11}}){fraction}")
         blocks.append(
             {
                 "if": {"properties": {"currency": {"enum": sorted(codes)}}, "required": ["currency"]},

@@ -1,16 +1,31 @@
-"""The derived events' ``data`` as pydantic models: the outbound half of the contract.
+"""The derived events' ``data``: the outbound half of the contract.
 
-The deriver builds plain dictionaries; these models describe them (``schemas/outbound``,
-the AsyncAPI document) and a test validates every derived event against them.
+The pydantic models describe each kind (``schemas/outbound``, the AsyncAPI document); the
+``*_payload`` functions build the data from the domain's lines, field by field, so the
+wire format changes only here (never because a report's row changed). A test validates
+every derived event against its model.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["OUTBOUND_MODELS", "OutboundEnvelope"]
+from ledger.domain.commissions import CommissionLine
+from ledger.domain.facts import IntroducerRegistered
+from ledger.domain.money import format_amount, format_rate
+
+__all__ = [
+    "OUTBOUND_MODELS",
+    "OutboundEnvelope",
+    "balance_payload",
+    "commission_payload",
+    "donation_payload",
+    "introducer_payload",
+    "rebate_owed_payload",
+]
 
 Amount = Annotated[
     str, Field(pattern=r"^-?[0-9]+(\.[0-9]+)?$", description="decimal amount, minor-unit digits")
@@ -141,3 +156,97 @@ class OutboundEnvelope(_Out):
     subject: str
     ledgerposition: int = Field(ge=1, description="log position of the fact that caused the event")
     data: dict[str, object]
+
+
+# payloads ------------------------------------------------------------------------------
+
+
+def balance_payload(accrued: Decimal, payable: Decimal, paid: Decimal, currency: str) -> dict[str, str]:
+    """:class:`Balance`: a beneficiary's running balance in one currency."""
+    return {
+        "accrued": format_amount(accrued, currency),
+        "payable": format_amount(payable, currency),
+        "paid": format_amount(paid, currency),
+        "outstanding": format_amount(payable - paid, currency),
+    }
+
+
+def commission_payload(
+    line: CommissionLine,
+    *,
+    delta: Decimal,
+    previous: CommissionLine | None,
+    balance: dict[str, str],
+) -> dict[str, Any]:
+    """:class:`CommissionEvent`: the line after the change, the change, the line before."""
+    m = line.currency
+    data: dict[str, Any] = {
+        "invoice_id": line.invoice_id,
+        "introduction_id": line.introduction_id,
+        "introducer_id": line.introducer_id,
+        "adviser_id": line.adviser_id,
+        "client_id": line.client_id,
+        "beneficiary_id": line.beneficiary_id,
+        "donor_id": line.donor_id,
+        "rule": line.rule,
+        "year": line.year,
+        "rate": format_rate(line.rate),
+        "window_start": line.window_start.isoformat(),
+        "window_end": line.window_end.isoformat(),
+        "invoice_date": line.invoice_date.isoformat(),
+        "invoice_net": format_amount(line.invoice_net, m),
+        "credited_net": format_amount(line.credited_net, m),
+        "base": format_amount(line.base, m),
+        "amount": format_amount(line.amount, m),
+        "gross": format_amount(line.gross, m),
+        "paid": format_amount(line.paid, m),
+        "payable": format_amount(line.payable, m),
+        "currency": m,
+        "delta": format_amount(delta, m),
+    }
+    if previous is not None:
+        data["previous_amount"] = format_amount(previous.amount, m)
+        data["previous_beneficiary_id"] = previous.beneficiary_id
+        data["previous_payable"] = format_amount(previous.payable, m)
+    data["balance"] = balance
+    return data
+
+
+def donation_payload(line: CommissionLine, amount: Decimal) -> dict[str, Any]:
+    """:class:`DonationCredited`: a commission credited to (or withdrawn from) the cooperative."""
+    assert line.donor_id is not None
+    return {
+        "donor_id": line.donor_id,
+        "beneficiary_id": line.beneficiary_id,
+        "invoice_id": line.invoice_id,
+        "introduction_id": line.introduction_id,
+        "client_id": line.client_id,
+        "adviser_id": line.adviser_id,
+        "rate": format_rate(line.rate),
+        "currency": line.currency,
+        "amount": format_amount(amount, line.currency),
+    }
+
+
+def introducer_payload(fact: IntroducerRegistered) -> dict[str, Any]:
+    """:class:`IntroducerRegisteredOut`: the contact details the notifier needs."""
+    return {
+        "introducer_id": fact.introducer_id,
+        "display_name": fact.display_name,
+        "email": fact.email,
+        "webhook_url": fact.webhook_url,
+        "language": fact.language,
+    }
+
+
+def rebate_owed_payload(
+    client_id: str, currency: str, owed: Decimal, delta: Decimal, outstanding: Decimal
+) -> dict[str, str]:
+    """:class:`RebateOwed`: what the cooperative owes a client back, after a change."""
+    return {
+        "client_id": client_id,
+        "currency": currency,
+        "owed": format_amount(owed, currency),
+        "delta": format_amount(delta, currency),
+        "outstanding": format_amount(outstanding, currency),
+    }

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from ledger.domain.books import Books, CommissionLine
-from ledger.domain.money import format_amount
+from ledger.domain.money import format_amount, format_rate
 
-__all__ = ["RejectedLine", "commission_row", "format_rate", "render_report"]
+__all__ = ["RejectedLine", "commission_row", "render_report"]
 
 REPORT_VERSION = 1
 
@@ -28,16 +27,6 @@ class RejectedLine:
     envelope_id: str | None
     reason: str
     message: str
-
-
-def format_rate(rate: Decimal) -> str:
-    """A rate with at least two decimals: 0.1 -> "0.10", 0.075 -> "0.075"."""
-    normal = rate.normalize()
-    exponent = normal.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if exponent > -2:
-        normal = normal.quantize(Decimal("0.01"))
-    return f"{normal:f}"
 
 
 def _day(value: date | None) -> str | None:

@@ -11,10 +11,9 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-from ledger.application.report import format_rate
 from ledger.domain.books import Books, CommissionLine
 from ledger.domain.facts import COOPERATIVE
-from ledger.domain.money import format_amount
+from ledger.domain.money import format_amount, format_rate
 
 __all__ = ["client_statement", "introducer_statement"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, TypeAlias
+from typing import Literal, Protocol, TypeAlias
 
 __all__ = [
     "COOPERATIVE",
@@ -236,16 +236,13 @@ class RebatePassedThrough:
         return self.date
 
 
-Fact: TypeAlias = (
-    IntroducerRegistered
-    | EligibilityChanged
-    | IntroductionRecorded
-    | InvoiceIssued
-    | CreditNoteIssued
-    | PaymentReceived
-    | PayoutRecorded
-    | PurchaseRecorded
-    | ResaleInvoiced
-    | RebateReceived
-    | RebatePassedThrough
-)
+class Fact(Protocol):
+    """What every fact has: its business key and the date ``--as-of`` filters on. The fact
+    types are the frozen dataclasses of this module; the contract maps each to its wire
+    model (``application/contract.py``) and the books to its rule (``domain/books.py``)."""
+
+    @property
+    def key(self) -> FactKey: ...
+
+    @property
+    def business_date(self) -> dt.date | None: ...

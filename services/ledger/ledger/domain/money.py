@@ -17,6 +17,7 @@ __all__ = [
     "currencies_by_exponent",
     "fits_currency",
     "format_amount",
+    "format_rate",
     "is_known_currency",
     "minor_unit_exponent",
     "quantum",
@@ -100,3 +101,13 @@ def fits_currency(value: Decimal, currency: str) -> bool:
 def format_amount(value: Decimal, currency: str) -> str:
     """Plain decimal string with exactly the currency's minor-unit digits."""
     return str(round_half_up(value, currency).quantize(quantum(currency)))
+
+
+def format_rate(rate: Decimal) -> str:
+    """A rate with at least two decimals: 0.1 -> "0.10", 0.075 -> "0.075"."""
+    normal = rate.normalize()
+    exponent = normal.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent > -2:
+        normal = normal.quantize(Decimal("0.01"))
+    return f"{normal:f}"

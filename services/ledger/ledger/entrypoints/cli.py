@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from coop_runtime.redact import redact_secrets
 from ledger.adapters.jsonl import read_lines
 from ledger.adapters.tables import print_report_tables
 from ledger.application.replay import ReplayResult, ingest_lines
@@ -211,7 +212,7 @@ def serve() -> None:
         logger.error(
             "cannot open the store; not consuming",
             store=settings.redacted_store_url(),
-            error=f"{type(exc).__name__}: {exc}",
+            error=redact_secrets(f"{type(exc).__name__}: {exc}"),
         )
         raise typer.Exit(2) from None
     asyncio.run(
@@ -241,7 +242,7 @@ def publish(
     try:
         options = settings.nats_connect_options()
     except ValueError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
+        err.print(f"[red]configuration error:[/red] {redact_secrets(str(exc))}")
         raise typer.Exit(2) from None
     try:
         summary = asyncio.run(publish_files(settings.nats_url, files, err, connect_options=options))
@@ -257,6 +258,7 @@ class ExportFormat(StrEnum):
     cloudevents = "cloudevents"
     beancount = "beancount"
     csv = "csv"
+    journal = "journal-csv"
 
 
 def _source_ledger(events: Path | None) -> Any:
@@ -272,7 +274,12 @@ def _source_ledger(events: Path | None) -> Any:
 @app.command()
 def export(
     fmt: Annotated[
-        ExportFormat, typer.Option("--format", help="cloudevents (the accepted history), beancount or csv.")
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="cloudevents (the accepted history), beancount, csv (commission lines) or "
+            "journal-csv (every posting, one row per debit or credit).",
+        ),
     ],
     as_of: Annotated[str | None, typer.Option("--as-of", help="Only facts dated up to this day.")] = None,
     since: Annotated[
@@ -286,7 +293,7 @@ def export(
     ] = None,
 ) -> None:
     """Export the history (CloudEvents JSON Lines, in log order) or the books (beancount, CSV)."""
-    from ledger.adapters.exports import beancount_text, commissions_csv
+    from ledger.adapters.exports import beancount_text, commissions_csv, journal_csv
 
     day, start = _parse_day(as_of), _parse_day(since)
     ledger = _source_ledger(events)
@@ -297,6 +304,8 @@ def export(
                 sink.write(line.decode("utf-8") + "\n")
         elif fmt is ExportFormat.beancount:
             sink.write(beancount_text(ledger.books(as_of=day), since=start))
+        elif fmt is ExportFormat.journal:
+            sink.write(journal_csv(ledger.books(as_of=day), since=start))
         else:
             sink.write(commissions_csv(ledger.books(as_of=day), since=start))
     finally:
@@ -363,6 +372,14 @@ def audit_verify(
             help="A checkpoint obtained earlier: POSITION:HASH, or a JSON file with position and hash.",
         ),
     ] = None,
+    published: Annotated[
+        bool,
+        typer.Option(
+            "--published",
+            help="Also check against every checkpoint the ledger published on ledger.out.audit.checkpoint "
+            "(read from NATS_URL).",
+        ),
+    ] = False,
     projections: Annotated[bool, typer.Option(help="Also replay the projections and compare them.")] = True,
     fmt: Annotated[Format | None, typer.Option("--format", help="json or table (text).")] = None,
 ) -> None:
@@ -372,15 +389,16 @@ def audit_verify(
 
     from ledger.adapters.eventstore import EventSourcedFactStore
     from ledger.adapters.heap import HeapFreezer
-    from ledger.application.audit import Fault, check_checkpoint, compare_projections, parse_facts, walk_chain
+    from ledger.application.audit import verify
     from ledger.application.pipeline import OUTBOX
     from ledger.bootstrap import build_store
 
     settings = _settings()
     checkpoints = [_checkpoint(text) for text in against or []]
+    if published:
+        checkpoints += _published_checkpoints(settings)
     store: EventSourcedFactStore = _guard_store(settings, lambda: build_store(settings))
     freezer = HeapFreezer(settings.heap_freeze_every_facts)
-    started = time.perf_counter()
 
     def records() -> Any:
         after = 0
@@ -409,45 +427,48 @@ def audit_verify(
             if not err.is_terminal and n % 100_000 == 0:
                 err.print(f"verify: {n} facts walked")
 
-        walk = walk_chain(records(), keep_facts=True, watch=[c.position for c in checkpoints], progress=tick)
-    walked = time.perf_counter()
-    parse_facts(walk)
-    freezer.freeze_now()  # the parsed facts stay until the end: out of the collector's way
-    faults = list(walk.faults)
-    for checkpoint in checkpoints:
-        faults.extend(check_checkpoint(walk, checkpoint))
-    published = store.published_position(OUTBOX)
-    if published > walk.head_position:
-        faults.append(
-            Fault(
-                walk.head_position + 1,
-                "fact_missing",
-                f"derived events were published up to {published}, the log ends at {walk.head_position}",
-            )
+        result = verify(
+            records(),
+            published_position=store.published_position(OUTBOX),
+            checkpoints=checkpoints,
+            projections=projections,
+            clock=time.perf_counter,
+            progress=tick,
+            parsed=freezer.freeze_now,  # the parsed facts stay until the end: out of the collector's way
         )
-    if projections and walk.fault_count == 0:
-        faults.extend(compare_projections(walk.valid_facts))
-    finished = time.perf_counter()
     store.close()
-    summary = {
-        "ok": not faults,
-        "facts": walk.facts,
-        "head": {"position": walk.head_position, "hash": walk.head_hash},
-        "published_position": published,
-        "checkpoints": [{"position": c.position, "hash": c.hash} for c in checkpoints],
-        "faults": [{"position": f.position, "kind": f.kind, "detail": f.detail} for f in faults],
-        "fault_count": walk.fault_count + len(faults) - len(walk.faults),
-        "seconds": {"chain": round(walked - started, 3), "total": round(finished - started, 3)},
-    }
+    summary = result.summary()
     if (fmt or (Format.table if sys.stdout.isatty() else Format.json)) is Format.json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     else:
-        state = "[green]OK[/green]" if not faults else f"[red]{summary['fault_count']} FAULT(S)[/red]"
-        Console().print(f"audit: {state}  facts {walk.facts}  head {walk.head_position}:{walk.head_hash}")
-        for fault in faults:
+        state = "[green]OK[/green]" if result.ok else f"[red]{result.fault_count} FAULT(S)[/red]"
+        head = result.walk
+        Console().print(f"audit: {state}  facts {head.facts}  head {head.head_position}:{head.head_hash}")
+        for fault in result.faults:
             Console().print(f"  position {fault.position:>10}  {fault.kind:<20} {fault.detail}")
-    if faults:
+    if not result.ok:
         raise typer.Exit(1)
+
+
+def _published_checkpoints(settings: Settings) -> list[Any]:
+    """Every checkpoint on ``ledger.out.audit.checkpoint`` (a clear error when NATS or the
+    stream cannot be read)."""
+    import asyncio
+
+    from ledger.adapters.outbox import read_published_checkpoints
+    from ledger.application.audit import Checkpoint
+
+    try:
+        found = asyncio.run(read_published_checkpoints(settings.nats_url, settings.nats_connect_options()))
+    except Exception as exc:
+        err.print(
+            f"[red]error:[/red] cannot read the published checkpoints from {settings.redacted_nats_url()}: "
+            f"{redact_secrets(f'{type(exc).__name__}: {exc}')}"
+        )
+        raise typer.Exit(2) from None
+    if not found:
+        err.print("[yellow]warning:[/yellow] no checkpoint was ever published on ledger.out.audit.checkpoint")
+    return [Checkpoint(p.position, p.hash) for p in found]
 
 
 def _checkpoint(text: str) -> Any:
@@ -475,7 +496,10 @@ def _guard_store(settings: Settings, action: Any) -> Any:
         err.print(f"[red]integrity error:[/red] {exc}")
         raise typer.Exit(3) from None
     except (PersistenceError, OSError) as exc:
-        err.print(f"[red]error:[/red] cannot use the store {settings.redacted_store_url()}: {exc}")
+        err.print(
+            f"[red]error:[/red] cannot use the store {settings.redacted_store_url()}: "
+            f"{redact_secrets(str(exc))}"
+        )
         raise typer.Exit(2) from None
 
 
@@ -495,7 +519,7 @@ def _settings() -> Settings:
         settings = Settings()
         settings.eventsourcing_env()
     except ValueError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
+        err.print(f"[red]configuration error:[/red] {redact_secrets(str(exc))}", markup=True, highlight=False)
         raise typer.Exit(2) from None
     return settings
 
