@@ -12,22 +12,32 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
 
 from aiosmtpd.controller import Controller
 
 from ledger.application.derive import Deriver
 from ledger.bootstrap import build_ephemeral_ledger
-from notifier.application.ports import Delivery, FailureNotice, SendFailure
+from notifier.adapters.store import SqliteAlertStore
+from notifier.application.delivery import Deliverer
+from notifier.application.digests import Digester, DigestPolicy
+from notifier.application.ingest import Ingestor
+from notifier.application.ports import Delivery, FailureNotice, Sender, SendFailure
+from notifier.application.render import Renderer
+from notifier.application.resend import Resender
+from notifier.domain.backoff import RetryPolicy
 from notifier.domain.events import Channel, LedgerEnvelope
 from tests.conftest import envelope
 from tests.support.servers import VENV_BIN, free_port, wait_for
+
+T = TypeVar("T")
 
 # ledger events ---------------------------------------------------------------------------
 
@@ -437,15 +447,19 @@ def running(*servers: Any) -> Iterator[None]:
                 server.stop()
 
 
-# a dispatcher on a real SQLite store, with doubles for the outside world ----------------------
+# the use cases on a real SQLite store, with doubles for the outside world ---------------------
 
 
 @dataclass
 class Rig:
-    """A dispatcher on a real SQLite store with fake channels, publisher, clock and sleep."""
+    """Ingest, delivery, digests and resend on a real SQLite store with fake channels,
+    publisher, clock and sleep."""
 
-    dispatcher: Any
-    store: Any
+    ingestor: Ingestor
+    deliverer: Deliverer
+    digester: Digester
+    resender: Resender
+    store: SqliteAlertStore
     email: FakeSender
     webhook: FakeSender
     publisher: FakePublisher
@@ -456,27 +470,22 @@ class Rig:
     async def feed(self, envelopes: list[LedgerEnvelope]) -> None:
         """What the consumer does per message: ingest, then settle what it returned."""
         for env in envelopes:
-            await self.dispatcher.deliver_all(await self.dispatcher.ingest(env))
+            await self.deliverer.deliver_all(await self.ingestor.ingest(env))
+
+
+async def inline(fn: Callable[..., T], /, *args: Any) -> T:
+    """A runner that calls on the event loop (the tests' store is used from one thread)."""
+    return fn(*args)
 
 
 def make_rig(
     path: Path,
     *,
     max_attempts: int = 3,
-    digest_mode: str = "off",
+    digest_mode: Literal["off", "daily"] = "off",
     digest_introducers: frozenset[str] = frozenset(),
     real_sleep: bool = False,
 ) -> Rig:
-    from zoneinfo import ZoneInfo
-
-    from notifier.adapters.store import SqliteAlertStore
-    from notifier.application.dispatcher import DigestPolicy, Dispatcher
-    from notifier.application.render import Renderer
-    from notifier.domain.backoff import RetryPolicy
-
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
     sleeps: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
@@ -487,22 +496,38 @@ def make_rig(
     store = SqliteAlertStore(path)
     email_sender, webhook_sender = FakeSender("email"), FakeSender("webhook")
     publisher, observer, clock = FakePublisher(), CountingObserver(), FakeClock()
-    dispatcher = Dispatcher(
+    senders: dict[Channel, Sender] = {"email": email_sender, "webhook": webhook_sender}
+    digest = DigestPolicy(
+        mode=digest_mode, introducers=digest_introducers, hour=7, zone=ZoneInfo("Europe/Zurich")
+    )
+    ingestor = Ingestor(
+        store=store, observer=observer, digest=digest, channels=senders, clock=clock, run=inline
+    )
+    deliverer = Deliverer(
         store=store,
         renderer=Renderer(),
-        senders={"email": email_sender, "webhook": webhook_sender},
+        senders=senders,
         publisher=publisher,
         observer=observer,
         policy=RetryPolicy(max_attempts=max_attempts, base_s=0.01, max_s=0.04, jitter=0.5),
-        digest=DigestPolicy(
-            mode=digest_mode,  # type: ignore[arg-type]
-            introducers=digest_introducers,
-            hour=7,
-            zone=ZoneInfo("Europe/Zurich"),
-        ),
         clock=clock,
-        run=run,
+        run=inline,
+        render=inline,
         send_concurrency=4,
         sleep=fake_sleep,
     )
-    return Rig(dispatcher, store, email_sender, webhook_sender, publisher, observer, clock, sleeps)
+    digester = Digester(store=store, policy=digest, deliverer=deliverer, clock=clock, run=inline)
+    resender = Resender(store=store, deliverer=deliverer, clock=clock, run=inline)
+    return Rig(
+        ingestor,
+        deliverer,
+        digester,
+        resender,
+        store,
+        email_sender,
+        webhook_sender,
+        publisher,
+        observer,
+        clock,
+        sleeps,
+    )

@@ -7,22 +7,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import structlog
 from faststream.asgi import AsgiFastStream
 
 from coop_runtime.broker import build_broker
 from notifier.adapters.email import SmtpEmailSender
 from notifier.adapters.metrics import NotifierMetrics
+from notifier.adapters.runner import ThreadRunner
 from notifier.adapters.service import NotifierService, build_asgi
 from notifier.adapters.store import SqliteAlertStore
 from notifier.adapters.webhook import HttpWebhookSender
-from notifier.application.dispatcher import DigestPolicy, Dispatcher, SerialRunner
+from notifier.application.delivery import Deliverer
+from notifier.application.digests import Digester, DigestPolicy
+from notifier.application.ingest import Ingestor
 from notifier.application.ports import Clock, FailurePublisher, Sender
 from notifier.application.render import Renderer
+from notifier.application.resend import Resender
 from notifier.domain.backoff import RetryPolicy
 from notifier.domain.events import Channel
 from notifier.settings import NotifierSettings
 
-__all__ = ["Core", "build_app", "build_core", "utc_now"]
+__all__ = ["Core", "build_app", "build_core", "build_senders", "utc_now"]
+
+log = structlog.get_logger("notifier.bootstrap")
 
 
 def utc_now() -> datetime:
@@ -31,13 +38,28 @@ def utc_now() -> datetime:
 
 @dataclass
 class Core:
-    """The dispatcher and what it owns."""
+    """The notifier's use cases and what they own (closed by :meth:`close`)."""
 
-    dispatcher: Dispatcher
+    ingestor: Ingestor
+    deliverer: Deliverer
+    digester: Digester
+    resender: Resender
     store: SqliteAlertStore
-    runner: SerialRunner
+    store_runner: ThreadRunner
+    render_runner: ThreadRunner
     senders: dict[Channel, Sender]
     metrics: NotifierMetrics
+
+    async def close(self) -> None:
+        """Close the channels, then the threads, then the store."""
+        for sender in self.senders.values():
+            try:
+                await sender.close()
+            except Exception as exc:  # closing is best effort
+                log.warning("channel did not close cleanly", error=repr(exc)[:300])
+        self.render_runner.close()
+        self.store_runner.close()
+        self.store.close()
 
 
 def build_senders(settings: NotifierSettings, clock: Clock) -> dict[Channel, Sender]:
@@ -65,12 +87,22 @@ def build_senders(settings: NotifierSettings, clock: Clock) -> dict[Channel, Sen
 
 
 def build_core(settings: NotifierSettings, publisher: FailurePublisher, clock: Clock = utc_now) -> Core:
-    """Store, renderer, channels and dispatcher from settings (used by serve and the CLI)."""
+    """Store, renderer, channels and use cases from settings (used by serve and the CLI)."""
     store = SqliteAlertStore(settings.resolved_store_path())
-    runner = SerialRunner()
+    store_runner = ThreadRunner("notifier-store")
+    render_runner = ThreadRunner("notifier-render")
     metrics = NotifierMetrics()
     senders = build_senders(settings, clock)
-    dispatcher = Dispatcher(
+    digest = DigestPolicy(
+        mode=settings.digest_mode,
+        introducers=settings.digest_introducer_ids(),
+        hour=settings.digest_hour,
+        zone=ZoneInfo(settings.timezone),
+    )
+    ingestor = Ingestor(
+        store=store, observer=metrics, digest=digest, channels=senders, clock=clock, run=store_runner
+    )
+    deliverer = Deliverer(
         store=store,
         renderer=Renderer(),
         senders=senders,
@@ -82,17 +114,14 @@ def build_core(settings: NotifierSettings, publisher: FailurePublisher, clock: C
             max_s=settings.backoff_max_s,
             jitter=settings.backoff_jitter,
         ),
-        digest=DigestPolicy(
-            mode=settings.digest_mode,
-            introducers=settings.digest_introducer_ids(),
-            hour=settings.digest_hour,
-            zone=ZoneInfo(settings.timezone),
-        ),
         clock=clock,
-        run=runner,
+        run=store_runner,
+        render=render_runner,
         send_concurrency=settings.send_concurrency,
     )
-    return Core(dispatcher, store, runner, senders, metrics)
+    digester = Digester(store=store, policy=digest, deliverer=deliverer, clock=clock, run=store_runner)
+    resender = Resender(store=store, deliverer=deliverer, clock=clock, run=store_runner)
+    return Core(ingestor, deliverer, digester, resender, store, store_runner, render_runner, senders, metrics)
 
 
 def build_app(settings: NotifierSettings) -> tuple[AsgiFastStream, NotifierService]:
@@ -104,10 +133,12 @@ def build_app(settings: NotifierSettings) -> tuple[AsgiFastStream, NotifierServi
     core = build_core(settings, publisher)
     service = NotifierService(
         settings=settings,
-        dispatcher=core.dispatcher,
+        ingestor=core.ingestor,
+        deliverer=core.deliverer,
+        digester=core.digester,
         store=core.store,
-        runner=core.runner,
-        senders=core.senders,
+        run=core.store_runner,
         metrics=core.metrics,
+        close=core.close,
     )
     return build_asgi(settings, service, broker), service

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -23,12 +23,22 @@ __all__ = [
     "FailureNotice",
     "FailurePublisher",
     "Observer",
+    "Runner",
     "SendFailure",
     "Sender",
     "StoredEvent",
 ]
 
+T = TypeVar("T")
+
 Clock = Callable[[], datetime]
+
+
+class Runner(Protocol):
+    """Runs a blocking call (the store's) off the event loop and awaits its result."""
+
+    async def __call__(self, fn: Callable[..., T], /, *args: Any) -> T: ...
+
 
 #: pending: to send now; queued: waits for its daily digest; digested: part of a digest
 #: (the digest's own record says whether it was sent); sent; failed (every attempt of a
@@ -184,5 +194,3 @@ class AlertStore(Protocol):
     def pending_digests(self) -> list[AlertKey]: ...
 
     def counts(self) -> dict[str, int]: ...
-
-    def iter_alerts(self, status: AlertStatus | None, limit: int) -> Iterator[AlertRecord]: ...
