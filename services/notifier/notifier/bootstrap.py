@@ -81,6 +81,7 @@ def build_senders(settings: NotifierSettings, clock: Clock) -> dict[Channel, Sen
             master_secret=settings.webhook_secret.get_secret_value(),
             timeout_s=settings.webhook_timeout_s,
             allow_http=settings.webhook_allow_http,
+            allow=settings.webhook_allow_list(),
             per_host=settings.webhook_per_host,
         )
     return senders

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from coop_runtime.netguard import parse_allow_list
 from notifier.adapters.email import SmtpEmailSender
 from notifier.adapters.webhook import HttpWebhookSender
 from notifier.application.ports import Delivery, SendFailure
@@ -20,6 +21,8 @@ from tests.notifier.support import HttpReceiver, SmtpSink, derived_envelopes
 from tests.support.servers import free_port
 
 MASTER = "test-master-secret"
+#: The receivers listen on loopback, which webhooks may reach only when allow-listed.
+LOOPBACK = parse_allow_list("127.0.0.1")
 NOW = datetime(2025, 3, 11, 10, 0, tzinfo=UTC)
 
 
@@ -102,7 +105,9 @@ async def test_refused_mailbox_is_permanent(sink: SmtpSink) -> None:
 @pytest.mark.asyncio
 async def test_webhook_is_signed_and_verifiable(receiver: HttpReceiver) -> None:
     """The received CloudEvent body verifies with the introducer's key, and fails once tampered."""
-    sender = HttpWebhookSender(master_secret=MASTER, timeout_s=5, allow_http=False, per_host=2)
+    sender = HttpWebhookSender(
+        master_secret=MASTER, timeout_s=5, allow_http=False, per_host=2, allow=LOOPBACK
+    )
     await sender.send(_delivery("webhook", webhook_url=receiver.url("/hooks/marie")))
     await sender.close()
     (hook,) = receiver.received()
@@ -128,7 +133,9 @@ async def test_webhook_status_codes(
 ) -> None:
     """5xx and 429 are retried; other 4xx and redirects are permanent."""
     receiver.status["/h"] = status
-    sender = HttpWebhookSender(master_secret=MASTER, timeout_s=5, allow_http=False, per_host=2)
+    sender = HttpWebhookSender(
+        master_secret=MASTER, timeout_s=5, allow_http=False, per_host=2, allow=LOOPBACK
+    )
     with pytest.raises(SendFailure) as caught:
         await sender.send(_delivery("webhook", webhook_url=receiver.url("/h")))
     await sender.close()
@@ -138,7 +145,9 @@ async def test_webhook_status_codes(
 @pytest.mark.asyncio
 async def test_webhook_refuses_plain_http_off_loopback_and_dead_hosts_are_transient() -> None:
     """http:// to a public host is refused without a request; a closed port is retryable."""
-    sender = HttpWebhookSender(master_secret=MASTER, timeout_s=2, allow_http=False, per_host=2)
+    sender = HttpWebhookSender(
+        master_secret=MASTER, timeout_s=2, allow_http=False, per_host=2, allow=LOOPBACK
+    )
     with pytest.raises(SendFailure) as caught:
         await sender.send(_delivery("webhook", webhook_url="http://hooks.example.org/x"))
     assert (caught.value.reason, caught.value.permanent) == ("url_refused", True)
