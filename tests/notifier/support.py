@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,11 +26,12 @@ from aiosmtpd.controller import Controller
 
 from ledger.application.derive import Deriver
 from ledger.bootstrap import build_ephemeral_ledger
+from notifier.adapters.sent_journal import FileSentJournal, journal_directory
 from notifier.adapters.store import SqliteAlertStore
 from notifier.application.delivery import Deliverer
 from notifier.application.digests import Digester, DigestPolicy
 from notifier.application.ingest import Ingestor
-from notifier.application.ports import Delivery, FailureNotice, Sender, SendFailure
+from notifier.application.ports import Accepted, Delivery, FailureNotice, Sender, SendFailure
 from notifier.application.render import Renderer
 from notifier.application.resend import Resender
 from notifier.domain.backoff import RetryPolicy
@@ -174,7 +176,7 @@ class FakeSender:
     attempts: dict[str, int] = field(default_factory=dict)
     delay_s: float = 0.0
 
-    async def send(self, delivery: Delivery) -> None:
+    async def send(self, delivery: Delivery, accepted: Accepted) -> None:
         who = delivery.introducer.introducer_id
         self.attempts[who] = self.attempts.get(who, 0) + 1
         if self.delay_s:
@@ -184,6 +186,7 @@ class FakeSender:
             if count < 0 or self.attempts[who] <= count:
                 raise failure
         self.sent.append(delivery)
+        accepted()
 
     async def close(self) -> None:
         return None
@@ -233,6 +236,8 @@ class CountingObserver:
 class ReceivedMail:
     rcpt_tos: list[str]
     raw: bytes
+    #: when the sink accepted it (wall clock, just before its 250 went out)
+    at: float = 0.0
 
     @property
     def message(self) -> EmailMessage:
@@ -275,7 +280,9 @@ class SmtpSink:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
-            self.mails.append(ReceivedMail(list(envelope.rcpt_tos), bytes(envelope.original_content)))
+            self.mails.append(
+                ReceivedMail(list(envelope.rcpt_tos), bytes(envelope.original_content), time.time())
+            )
         return "250 Message accepted for delivery"
 
     def start(self) -> SmtpSink:
@@ -298,6 +305,10 @@ class ReceivedHook:
     path: str
     headers: dict[str, str]
     body: bytes
+    #: when the receiver accepted it (wall clock, just before its 2xx went out)
+    at: float = 0.0
+    #: when its 2xx had been written to the connection (wall clock)
+    written_at: float = 0.0
 
     @property
     def json(self) -> Any:
@@ -320,14 +331,16 @@ class HttpReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                hook = ReceivedHook(self.path, dict(self.headers.items()), body, time.time())
                 with receiver._lock:
                     receiver.attempts[self.path] = receiver.attempts.get(self.path, 0) + 1
                     code = receiver.status.get(self.path, 200)
                     if 200 <= code < 300:
-                        receiver.hooks.append(ReceivedHook(self.path, dict(self.headers.items()), body))
+                        receiver.hooks.append(hook)
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                hook.written_at = time.time()
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None
@@ -460,6 +473,7 @@ class Rig:
     digester: Digester
     resender: Resender
     store: SqliteAlertStore
+    journal: FileSentJournal
     email: FakeSender
     webhook: FakeSender
     publisher: FakePublisher
@@ -494,6 +508,7 @@ def make_rig(
             await asyncio.sleep(seconds)
 
     store = SqliteAlertStore(path)
+    journal = FileSentJournal(journal_directory(path))
     email_sender, webhook_sender = FakeSender("email"), FakeSender("webhook")
     publisher, observer, clock = FakePublisher(), CountingObserver(), FakeClock()
     senders: dict[Channel, Sender] = {"email": email_sender, "webhook": webhook_sender}
@@ -508,6 +523,7 @@ def make_rig(
         renderer=Renderer(),
         senders=senders,
         publisher=publisher,
+        journal=journal,
         observer=observer,
         policy=RetryPolicy(max_attempts=max_attempts, base_s=0.01, max_s=0.04, jitter=0.5),
         clock=clock,
@@ -524,6 +540,7 @@ def make_rig(
         digester,
         resender,
         store,
+        journal,
         email_sender,
         webhook_sender,
         publisher,

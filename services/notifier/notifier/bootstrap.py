@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -14,10 +15,11 @@ from coop_runtime.broker import build_broker
 from notifier.adapters.email import SmtpEmailSender
 from notifier.adapters.metrics import NotifierMetrics
 from notifier.adapters.runner import ThreadRunner
+from notifier.adapters.sent_journal import FileSentJournal, journal_directory, recover_journals
 from notifier.adapters.service import NotifierService, build_asgi
 from notifier.adapters.store import SqliteAlertStore
 from notifier.adapters.webhook import HttpWebhookSender
-from notifier.application.delivery import Deliverer
+from notifier.application.delivery import Deliverer, record_accepted
 from notifier.application.digests import Digester, DigestPolicy
 from notifier.application.ingest import Ingestor
 from notifier.application.ports import Clock, FailurePublisher, Sender
@@ -45,13 +47,14 @@ class Core:
     digester: Digester
     resender: Resender
     store: SqliteAlertStore
+    journal: FileSentJournal
     store_runner: ThreadRunner
     render_runner: ThreadRunner
     senders: dict[Channel, Sender]
     metrics: NotifierMetrics
 
     async def close(self) -> None:
-        """Close the channels, then the threads, then the store."""
+        """Close the channels, then the threads, then the store and the journal."""
         for sender in self.senders.values():
             try:
                 await sender.close()
@@ -60,9 +63,11 @@ class Core:
         self.render_runner.close()
         self.store_runner.close()
         self.store.close()
+        self.journal.close()
 
 
 def build_senders(settings: NotifierSettings, clock: Clock) -> dict[Channel, Sender]:
+    """The enabled channels."""
     senders: dict[Channel, Sender] = {}
     if settings.email_enabled:
         senders["email"] = SmtpEmailSender(
@@ -89,7 +94,11 @@ def build_senders(settings: NotifierSettings, clock: Clock) -> dict[Channel, Sen
 
 def build_core(settings: NotifierSettings, publisher: FailurePublisher, clock: Clock = utc_now) -> Core:
     """Store, renderer, channels and use cases from settings (used by serve and the CLI)."""
-    store = SqliteAlertStore(settings.resolved_store_path())
+    store_path = settings.resolved_store_path()
+    store = SqliteAlertStore(store_path)
+    journal_dir = journal_directory(store_path)
+    recover_journals(journal_dir, partial(record_accepted, store))  # a crashed run's last sends
+    journal = FileSentJournal(journal_dir)
     store_runner = ThreadRunner("notifier-store")
     render_runner = ThreadRunner("notifier-render")
     metrics = NotifierMetrics()
@@ -103,11 +112,14 @@ def build_core(settings: NotifierSettings, publisher: FailurePublisher, clock: C
     ingestor = Ingestor(
         store=store, observer=metrics, digest=digest, channels=senders, clock=clock, run=store_runner
     )
+    renderer = Renderer()
+    renderer.warm()
     deliverer = Deliverer(
         store=store,
-        renderer=Renderer(),
+        renderer=renderer,
         senders=senders,
         publisher=publisher,
+        journal=journal,
         observer=metrics,
         policy=RetryPolicy(
             max_attempts=settings.max_attempts,
@@ -122,7 +134,18 @@ def build_core(settings: NotifierSettings, publisher: FailurePublisher, clock: C
     )
     digester = Digester(store=store, policy=digest, deliverer=deliverer, clock=clock, run=store_runner)
     resender = Resender(store=store, deliverer=deliverer, clock=clock, run=store_runner)
-    return Core(ingestor, deliverer, digester, resender, store, store_runner, render_runner, senders, metrics)
+    return Core(
+        ingestor=ingestor,
+        deliverer=deliverer,
+        digester=digester,
+        resender=resender,
+        store=store,
+        journal=journal,
+        store_runner=store_runner,
+        render_runner=render_runner,
+        senders=senders,
+        metrics=metrics,
+    )
 
 
 def build_app(settings: NotifierSettings) -> tuple[AsgiFastStream, NotifierService]:

@@ -73,6 +73,10 @@ class FakeDns:
         return [ipaddress.ip_address(a) for a in answer]
 
 
+def _noted() -> None:
+    """The acceptance callback, for tests that do not look at it."""
+
+
 @pytest.fixture
 def receiver() -> Iterator[HttpReceiver]:
     server = HttpReceiver().start()
@@ -109,7 +113,7 @@ async def test_hostile_urls_are_refused_without_resolving_or_connecting(url: str
     dns = FakeDns({})
     sender, network = _sender(allow_http=allow_http, dns=dns)
     with pytest.raises(SendFailure) as caught:
-        await sender.send(_delivery(url))
+        await sender.send(_delivery(url), _noted)
     await sender.close()
     assert (caught.value.reason, caught.value.permanent) == ("url_refused", True)
     assert dns.asked == [] and network.connects == []
@@ -122,14 +126,14 @@ async def test_a_name_resolving_to_loopback_needs_its_addresses_allow_listed(rec
     url = f"http://localhost:{receiver.port}/hooks/local"
     sender, network = _sender(parse_allow_list("localhost"))
     with pytest.raises(SendFailure) as caught:
-        await sender.send(_delivery(url))
+        await sender.send(_delivery(url), _noted)
     await sender.close()
     assert (caught.value.reason, caught.value.permanent) == ("url_refused", True)
     assert "loopback" in caught.value.detail and network.connects == []
     assert receiver.received() == []
 
     sender, network = _sender(parse_allow_list("localhost,127.0.0.1,::1"))
-    await sender.send(_delivery(url))
+    await sender.send(_delivery(url), _noted)
     await sender.close()
     assert len(receiver.received("/hooks/local")) == 1
     assert ("127.0.0.1", receiver.port) in network.connects
@@ -145,14 +149,14 @@ async def test_the_connection_goes_to_the_address_that_was_checked(receiver: Htt
     private = FakeDns({name: [["10.0.0.5"]]})
     sender, network = _sender(dns=private, allow_http=True)
     with pytest.raises(SendFailure) as caught:
-        await sender.send(_delivery(url))
+        await sender.send(_delivery(url), _noted)
     await sender.close()
     assert caught.value.reason == "url_refused" and "10.0.0.5: private" in caught.value.detail
     assert network.connects == []
 
     rebinding = FakeDns({name: [["127.0.0.1"], ["10.0.0.5"]]})
     sender, network = _sender(parse_allow_list("127.0.0.1"), dns=rebinding, allow_http=True)
-    await sender.send(_delivery(url))
+    await sender.send(_delivery(url), _noted)
     await sender.close()
     (hook,) = receiver.received("/hooks/rebind")
     assert hook.headers["Host"] == f"{name}:{receiver.port}"
@@ -160,7 +164,7 @@ async def test_the_connection_goes_to_the_address_that_was_checked(receiver: Htt
 
     sender, network = _sender(parse_allow_list("127.0.0.1"), dns=rebinding, allow_http=True)
     with pytest.raises(SendFailure) as caught:  # the same name now answers a private address
-        await sender.send(_delivery(url))
+        await sender.send(_delivery(url), _noted)
     await sender.close()
     assert caught.value.reason == "url_refused" and network.connects == []
     assert len(receiver.received("/hooks/rebind")) == 1
@@ -172,7 +176,7 @@ async def test_one_refused_address_among_public_ones_refuses_the_host() -> None:
     dns = FakeDns({"hooks.coop.example": [["8.8.8.8", "10.0.0.5"]]})
     sender, network = _sender(dns=dns)
     with pytest.raises(SendFailure) as caught:
-        await sender.send(_delivery("https://hooks.coop.example/h"))
+        await sender.send(_delivery("https://hooks.coop.example/h"), _noted)
     await sender.close()
     assert caught.value.reason == "url_refused" and "10.0.0.5" in caught.value.detail
     assert network.connects == []

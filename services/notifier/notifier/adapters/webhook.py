@@ -35,7 +35,7 @@ from notifier.adapters.guarded_network import (
     resolve,
 )
 from notifier.application.payloads import webhook_body
-from notifier.application.ports import Delivery, SendFailure
+from notifier.application.ports import Accepted, Delivery, SendFailure
 from notifier.domain.signature import ALERT_ID_HEADER, SIGNATURE_HEADER, introducer_secret, signature_header
 
 __all__ = ["HttpWebhookSender"]
@@ -95,7 +95,7 @@ class HttpWebhookSender:
             raise SendFailure("url_refused", problem, permanent=True)
         return urlsplit(url).hostname or ""
 
-    async def send(self, delivery: Delivery) -> None:
+    async def send(self, delivery: Delivery, accepted: Accepted) -> None:
         url = delivery.introducer.webhook_url
         assert url, delivery.introducer.introducer_id
         host = self.check_url(url)
@@ -106,15 +106,22 @@ class HttpWebhookSender:
             SIGNATURE_HEADER: signature_header(secret, body, int(self._now())),
             ALERT_ID_HEADER: delivery.key.alert_id,
         }
+        status = 0
         async with self._slot(host):
             try:
                 async with self._client.stream("POST", url, content=body, headers=headers) as response:
                     status = response.status_code
+                    if 200 <= status < 300:
+                        accepted()  # before closing the response: nothing awaited in between
             except AddressRefused as exc:
                 raise SendFailure("url_refused", str(exc), permanent=True) from None
             except httpx.TimeoutException as exc:
+                if 200 <= status < 300:
+                    return  # accepted; only closing the connection timed out
                 raise SendFailure("timeout", f"{type(exc).__name__}") from None
             except httpx.HTTPError as exc:
+                if 200 <= status < 300:
+                    return
                 raise SendFailure("connection", f"{type(exc).__name__}: {exc}"[:300]) from None
         if 200 <= status < 300:
             return

@@ -1,9 +1,13 @@
 """Delivery: send one alert, exactly once per (alert id, channel).
 
 Bounded attempts with exponential back-off and jitter, a bounded pool of concurrent sends
-per channel (the back-off waits hold no slot), the store recording ``sent`` only once the
-far end accepted the alert. After the last attempt the alert is recorded ``failed`` and a
-notice is published to ``notifier.failed``. One delivery per alert at a time in a process.
+per channel (the back-off waits hold no slot). The alert is rendered before the first
+attempt (on its own thread, not the store's). "Sent" is recorded the instant the far end
+accepts: the sender calls back at the SMTP 250 / HTTP 2xx and the callback appends to the
+sent journal on the spot (microseconds, no store, no lock), then the store records ``sent``
+(the message is acked only after that). After the last attempt the alert is recorded
+``failed`` and a notice is published to ``notifier.failed``. One delivery per alert at a
+time in a process.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import structlog
 
 from notifier.application.compose import load_content, render_delivery
 from notifier.application.ports import (
+    AcceptedAlert,
     AlertRecord,
     AlertStore,
     Clock,
@@ -28,12 +33,13 @@ from notifier.application.ports import (
     Runner,
     Sender,
     SendFailure,
+    SentJournal,
 )
 from notifier.application.render import Renderer
 from notifier.domain.backoff import RetryPolicy
 from notifier.domain.events import AlertKey, Channel
 
-__all__ = ["Deliverer", "failure_msg_id"]
+__all__ = ["Deliverer", "failure_msg_id", "record_accepted"]
 
 log = structlog.get_logger("notifier.delivery")
 
@@ -41,6 +47,34 @@ log = structlog.get_logger("notifier.delivery")
 def failure_msg_id(key: AlertKey, failures: int) -> str:
     """``Nats-Msg-Id`` of a failure notice: one per alert, channel and failed round."""
     return f"{key.alert_id}#{key.channel}#failed-{failures}"
+
+
+def record_accepted(store: AlertStore, alerts: list[AcceptedAlert]) -> int:
+    """Record ``sent`` for alerts a far end accepted (the sent journal of a process that
+    stopped before its store record); returns how many were not recorded yet."""
+    with store.transaction():
+        return sum(store.record_sent(a.key, a.attempts, a.at) for a in alerts)
+
+
+class _Acceptance:
+    """What a sender calls the instant the far end accepted: the journal entry, written at
+    once (nothing is awaited between the acceptance and this call)."""
+
+    def __init__(self, journal: SentJournal, clock: Clock, key: AlertKey, attempts: int) -> None:
+        self.journal = journal
+        self.clock = clock
+        self.key = key
+        self.attempts = attempts
+        self.alert: AcceptedAlert | None = None
+
+    def __call__(self) -> None:
+        self.record()
+
+    def record(self) -> AcceptedAlert:
+        if self.alert is None:
+            self.alert = AcceptedAlert(self.key, self.attempts, self.clock())
+            self.journal.accepted(self.alert)
+        return self.alert
 
 
 class Deliverer:
@@ -53,6 +87,7 @@ class Deliverer:
         renderer: Renderer,
         senders: Mapping[Channel, Sender],
         publisher: FailurePublisher,
+        journal: SentJournal,
         observer: Observer,
         policy: RetryPolicy,
         clock: Clock,
@@ -67,6 +102,7 @@ class Deliverer:
         self.renderer = renderer
         self.senders = dict(senders)
         self.publisher = publisher
+        self.journal = journal
         self.observer = observer
         self.policy = policy
         self.clock = clock
@@ -132,34 +168,42 @@ class Deliverer:
             log.exception("alert cannot be rendered", alert=str(key))
             await self._fail(record, record.attempts, SendFailure("render", repr(exc)[:300], permanent=True))
             return
-        attempts, failure = await self._attempt_round(record, delivery)
-        total = record.attempts + attempts
-        if failure is None:
-            await self._run(self.store.record_sent, key, total, self.clock())
+        accepted, attempts, failure = await self._attempt_round(record, delivery)
+        if accepted is not None:
+            await self._run(self.store.record_sent, key, accepted.attempts, accepted.at)
+            self.journal.settled(key)
             self.observer.sent(key.channel)
-            log.info("alert sent", alert=str(key), introducer=record.recipient, attempts=total)
+            log.info("alert sent", alert=str(key), introducer=record.recipient, attempts=accepted.attempts)
         else:
-            await self._fail(record, total, failure)
+            assert failure is not None
+            await self._fail(record, record.attempts + attempts, failure)
 
-    async def _attempt_round(self, record: AlertRecord, delivery: Delivery) -> tuple[int, SendFailure | None]:
-        """Up to ``max_attempts`` sends with back-off; (attempts made, last failure or None)."""
+    async def _attempt_round(
+        self, record: AlertRecord, delivery: Delivery
+    ) -> tuple[AcceptedAlert | None, int, SendFailure | None]:
+        """Up to ``max_attempts`` sends with back-off: (the acceptance, or None; attempts
+        made; the last failure, or None)."""
         channel = record.key.channel
         sender = self.senders.get(channel)
         if sender is None:
-            return 0, SendFailure("channel_disabled", channel, permanent=True)
+            return None, 0, SendFailure("channel_disabled", channel, permanent=True)
         for attempt in range(1, self.policy.max_attempts + 1):
+            on_accepted = _Acceptance(self.journal, self.clock, record.key, record.attempts + attempt)
             try:
                 async with self._slots[channel]:
                     started = time.perf_counter()
                     try:
-                        await sender.send(delivery)
+                        await sender.send(delivery, on_accepted)
                     finally:
                         self.observer.send_seconds(channel, time.perf_counter() - started)
-                return attempt, None
+                return on_accepted.record(), attempt, None  # returned: accepted, said so or not
             except SendFailure as exc:
                 failure = exc
             except Exception as exc:  # an adapter defect: counted as a transient failure
                 failure = SendFailure("error", repr(exc)[:300])
+            if on_accepted.alert is not None:  # the far end has it: what failed after does not matter
+                log.warning("error after the far end accepted", alert=str(record.key), error=str(failure))
+                return on_accepted.alert, attempt, None
             log.warning(
                 "send attempt failed",
                 alert=str(record.key),
@@ -171,7 +215,7 @@ class Deliverer:
                 permanent=failure.permanent,
             )
             if failure.permanent or attempt == self.policy.max_attempts:
-                return attempt, failure
+                return None, attempt, failure
             self.observer.retried(channel)
             await self._sleep(self.policy.delay(attempt, self._rng.random()))
         raise AssertionError("unreachable: the last attempt returns")

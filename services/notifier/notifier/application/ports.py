@@ -14,6 +14,8 @@ from notifier.application.render import Rendered
 from notifier.domain.events import AlertKey, Channel, Introducer, LedgerEnvelope
 
 __all__ = [
+    "Accepted",
+    "AcceptedAlert",
     "AlertRecord",
     "AlertStatus",
     "AlertStore",
@@ -26,6 +28,7 @@ __all__ = [
     "Runner",
     "SendFailure",
     "Sender",
+    "SentJournal",
     "StoredEvent",
 ]
 
@@ -73,12 +76,41 @@ class Delivery:
     about: dict[str, Any]
 
 
-class Sender(Protocol):
-    """A channel: returns once the far end accepted the alert, raises :class:`SendFailure`."""
+#: Called by a sender the instant the far end accepted an alert (see :class:`Sender`).
+Accepted = Callable[[], None]
 
-    async def send(self, delivery: Delivery) -> None: ...
+
+class Sender(Protocol):
+    """A channel. ``send`` calls ``accepted()`` the instant the far end accepted the alert
+    (SMTP 250 after the message data, HTTP 2xx status line), before awaiting anything else,
+    so that "sent" is recorded before any other work; it may then finish (SMTP QUIT, closing
+    the connection) and return. Before acceptance it raises :class:`SendFailure`; after
+    acceptance it never raises."""
+
+    async def send(self, delivery: Delivery, accepted: Accepted) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedAlert:
+    """A far end accepted ``key`` at ``at``, after ``attempts`` attempts in all."""
+
+    key: AlertKey
+    attempts: int
+    at: datetime
+
+
+class SentJournal(Protocol):
+    """The record of "the far end accepted this alert" that is written first, on the event
+    loop, within microseconds of the acceptance and without waiting for the store: once
+    :meth:`accepted` returns, a crash of the process no longer loses it (the store's own
+    ``sent`` record follows; at the next start the journal's entries are applied to the
+    store). :meth:`settled` says the store has the record, so the entry may be dropped."""
+
+    def accepted(self, alert: AcceptedAlert) -> None: ...
+
+    def settled(self, key: AlertKey) -> None: ...
 
 
 class FailureNotice(BaseModel):
