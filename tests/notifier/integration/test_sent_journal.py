@@ -122,3 +122,27 @@ def test_torn_and_foreign_lines_are_skipped() -> None:
     good = b'["1:commission.accrued:x", "webhook", 2, "2025-03-11T10:00:00+00:00"]\n'
     entries = read_journal(good + b'["2:commission.acc' + b"\n" + b'["x", "fax", 1, "2025"]\n' + good)
     assert [(a.key.alert_id, a.attempts) for a in entries] == [("1:commission.accrued:x", 2)] * 2
+
+
+@pytest.mark.asyncio
+async def test_a_store_failure_after_acceptance_does_not_send_again(tmp_path: Path) -> None:
+    """The store fails to record "sent" (the message is redelivered): the redelivery records it
+    from this process's journal and sends nothing."""
+    rig = make_rig(tmp_path / "n.sqlite3")
+    registration, event = derived_envelopes(EXAMPLE_01)[:2]
+    await rig.feed([registration])
+    broken = True
+
+    async def store_thread(fn: Callable[..., T], /, *args: Any) -> T:
+        if fn == rig.store.record_sent and broken:
+            raise OSError("disk I/O error")
+        return fn(*args)
+
+    rig.deliverer._run = store_thread
+    with pytest.raises(OSError):
+        await rig.feed([event])
+    assert len(rig.email.sent) == 1 and rig.store.alert(FIRST).status == "pending"
+    broken = False
+    await rig.feed([event])  # the redelivery
+    assert len(rig.email.sent) == 1 and rig.store.alert(FIRST).status == "sent"
+    assert rig.journal.unsettled(FIRST) is None and rig.journal.path.stat().st_size == 0

@@ -105,7 +105,7 @@ class FileSentJournal:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.max_bytes = max_bytes
-        self._open: dict[AlertKey, bytes] = {}
+        self._open: dict[AlertKey, tuple[AcceptedAlert, bytes]] = {}
         self._lock = threading.Lock()  # accepted() runs in the send thread, settled() on the loop
         self._fd, self.path = self._new_file()
         self._size = 0
@@ -119,7 +119,7 @@ class FileSentJournal:
     def accepted(self, alert: AcceptedAlert) -> None:
         line = _line(alert)
         with self._lock:
-            self._open[alert.key] = line
+            self._open[alert.key] = (alert, line)
             try:
                 os.write(self._fd, line)
             except OSError as exc:  # the store's record still follows; only the window widens
@@ -144,16 +144,17 @@ class FileSentJournal:
         """Move the open entries to a new file, then drop the old one (a crash in between
         leaves both: recovery reads both, and recording twice is harmless)."""
         fd, path = self._new_file()
-        body = b"".join(self._open.values())
+        body = b"".join(line for _, line in self._open.values())
         os.write(fd, body)
         old_fd, old_path = self._fd, self.path
         self._fd, self.path, self._size = fd, path, len(body)
         old_path.unlink(missing_ok=True)
         os.close(old_fd)
 
-    @property
-    def open_entries(self) -> int:
-        return len(self._open)
+    def unsettled(self, key: AlertKey) -> AcceptedAlert | None:
+        with self._lock:
+            entry = self._open.get(key)
+        return None if entry is None else entry[0]
 
     def close(self) -> None:
         """Close the file; delete it when every entry reached the store."""

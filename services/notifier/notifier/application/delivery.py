@@ -161,6 +161,10 @@ class Deliverer:
             return
         if record.status != ("resending" if resend else "pending"):
             return  # queued for a digest, part of one, or claimed by resend-failed
+        earlier = self.journal.unsettled(key)
+        if earlier is not None:  # accepted before, but the store's record failed: not again
+            await self._record_sent(record, earlier)
+            return
         try:
             content = await self._run(load_content, self.store, record)
             delivery = await self._render(render_delivery, self.renderer, content)
@@ -170,13 +174,18 @@ class Deliverer:
             return
         accepted, attempts, failure = await self._attempt_round(record, delivery)
         if accepted is not None:
-            await self._run(self.store.record_sent, key, accepted.attempts, accepted.at)
-            self.journal.settled(key)
-            self.observer.sent(key.channel)
-            log.info("alert sent", alert=str(key), introducer=record.recipient, attempts=accepted.attempts)
+            await self._record_sent(record, accepted)
         else:
             assert failure is not None
             await self._fail(record, record.attempts + attempts, failure)
+
+    async def _record_sent(self, record: AlertRecord, accepted: AcceptedAlert) -> None:
+        """The store's ``sent`` record (the journal has it already); then the journal's entry
+        may go."""
+        await self._run(self.store.record_sent, record.key, accepted.attempts, accepted.at)
+        self.journal.settled(record.key)
+        self.observer.sent(record.key.channel)
+        log.info("alert sent", alert=str(record.key), introducer=record.recipient, attempts=accepted.attempts)
 
     async def _attempt_round(
         self, record: AlertRecord, delivery: Delivery

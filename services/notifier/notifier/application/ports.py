@@ -112,6 +112,11 @@ class SentJournal(Protocol):
 
     def settled(self, key: AlertKey) -> None: ...
 
+    def unsettled(self, key: AlertKey) -> AcceptedAlert | None:
+        """The acceptance of ``key`` this process journaled and the store did not record
+        (the store failed): record it, do not send again."""
+        ...
+
 
 class FailureNotice(BaseModel):
     """What goes to ``notifier.failed`` after the last attempt."""
