@@ -172,15 +172,15 @@ def _deliveries(sink: SmtpSink, receiver: HttpReceiver) -> list[Delivered]:
 
 
 def _cause(first: Delivered, runs: list[tuple[float, float]]) -> tuple[str, float]:
-    """Why an alert arrived twice, from its first acceptance and the killed runs (start,
-    kill): ``("window", held_s)`` when the far end's answer was written ``held_s`` before the
-    kill that ended its run (the notifier had the answer and had not recorded it yet);
-    ``("in_flight", 0)`` when the far end accepted it only after that kill (the process was
-    already dead: no sender can record that; the copy carries the same alert id);
-    ``("ambiguous", 0)`` when the kill fell while the answer was being written."""
+    """Why an alert arrived twice, from its first acceptance and the killed runs (ready,
+    killed): ``("window", held_s)`` when a ready notifier had the far end's answer, written
+    ``held_s`` before the kill, and had not recorded it; ``("ambiguous", 0)`` when the kill
+    fell while the answer was being written; ``("in_flight", 0)`` when it was accepted
+    between a kill and the next run being ready: the answer to a request of the killed
+    process, which no sender can record (the copy carries the same alert id)."""
     _, _, at, written = first
-    for started, killed in runs:
-        if started <= at < killed:
+    for ready, killed in runs:
+        if ready <= at < killed:
             return ("window", killed - written) if written < killed else ("ambiguous", 0.0)
     return "in_flight", 0.0
 
@@ -225,17 +225,17 @@ def test_sigkill_while_alerts_flow_delivers_each_alert_exactly_once(
     publisher = Publisher(nats.url, events)
     publisher.start()
     kills = 0
-    runs: list[tuple[float, float]] = []  # (started, killed) of each run that was killed
+    runs: list[tuple[float, float]] = []  # (ready, killed) of each run that was killed
     try:
         for _ in range(KILLS):
-            started = time.time()
             process.start()
+            ready = time.time()
             target = min(
                 len(_deliveries(sink, receiver)) + rng.randint(1, max(2, int(RATE * 3))),
                 len(expected) - RESERVE,  # what can arrive before the reserve is released
             )
             wait_for(lambda t=target: len(_deliveries(sink, receiver)) >= t, 60, what="deliveries to resume")
-            runs.append((started, time.time()))
+            runs.append((ready, time.time()))
             process.kill()
             kills += 1
         publisher.release.set()
@@ -282,6 +282,7 @@ def test_sigkill_while_alerts_flow_delivers_each_alert_exactly_once(
         if (alert_id, channel) in written_at
     ]
     held_ms = sorted(round(held * 1000, 1) for cause, held in causes.values() if cause == "window")
+    in_window = sorted(key for key, (cause, _) in causes.items() if cause == "window")
     summary = {
         "seed": SEED,
         "kills": kills,
@@ -290,6 +291,7 @@ def test_sigkill_while_alerts_flow_delivers_each_alert_exactly_once(
         "duplicates": len(causes),
         "duplicates_by_cause": dict(Counter(cause for cause, _ in causes.values())),
         "window_duplicates_held_ms": held_ms,
+        "window_duplicates": in_window[:10],
         "window_ms": {
             "p50": round(statistics.median(windows_ms), 1),
             "p99": round(_percentile(windows_ms, 0.99), 1),
