@@ -108,7 +108,13 @@ def by_alert(mails: list) -> Counter[str]:
 @pytest.fixture
 def ledger_service(tmp_path: Path, nats: NatsServer) -> Iterator[LedgerProcess]:
     """The ledger on SQLite only: the notifier does not depend on the ledger's store."""
-    service = LedgerProcess(nats.url, f"sqlite:///{tmp_path / 'ledger.sqlite3'}", tmp_path)
+    service = LedgerProcess(
+        nats.url,
+        f"sqlite:///{tmp_path / 'ledger.sqlite3'}",
+        tmp_path,
+        # the receivers are on loopback: the ledger refuses such webhook URLs unless allow-listed
+        env_extra={"LEDGER_WEBHOOK_ALLOW_HOSTS": "127.0.0.1,localhost"},
+    )
     service.start()
     yield service
     service.kill()
@@ -148,6 +154,7 @@ def notifier(tmp_path: Path, nats: NatsServer, smtp_port: int, **env: str) -> No
             "NOTIFIER_SMTP_HOST": "127.0.0.1",
             "NOTIFIER_SMTP_PORT": str(smtp_port),
             "NOTIFIER_WEBHOOK_SECRET": MASTER,
+            "NOTIFIER_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
             "NOTIFIER_BACKOFF_BASE_S": "0.1",
             "NOTIFIER_BACKOFF_MAX_S": "0.4",
             "NOTIFIER_ACK_WAIT_S": "2",

@@ -12,22 +12,34 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
 
 from aiosmtpd.controller import Controller
 
 from ledger.application.derive import Deriver
 from ledger.bootstrap import build_ephemeral_ledger
-from notifier.application.ports import Delivery, FailureNotice, SendFailure
+from notifier.adapters.sent_journal import FileSentJournal, journal_directory
+from notifier.adapters.store import SqliteAlertStore
+from notifier.application.delivery import Deliverer
+from notifier.application.digests import Digester, DigestPolicy
+from notifier.application.ingest import Ingestor
+from notifier.application.ports import Accepted, Delivery, FailureNotice, Sender, SendFailure
+from notifier.application.render import Renderer
+from notifier.application.resend import Resender
+from notifier.domain.backoff import RetryPolicy
 from notifier.domain.events import Channel, LedgerEnvelope
 from tests.conftest import envelope
 from tests.support.servers import VENV_BIN, free_port, wait_for
+
+T = TypeVar("T")
 
 # ledger events ---------------------------------------------------------------------------
 
@@ -164,7 +176,7 @@ class FakeSender:
     attempts: dict[str, int] = field(default_factory=dict)
     delay_s: float = 0.0
 
-    async def send(self, delivery: Delivery) -> None:
+    async def send(self, delivery: Delivery, accepted: Accepted) -> None:
         who = delivery.introducer.introducer_id
         self.attempts[who] = self.attempts.get(who, 0) + 1
         if self.delay_s:
@@ -174,6 +186,7 @@ class FakeSender:
             if count < 0 or self.attempts[who] <= count:
                 raise failure
         self.sent.append(delivery)
+        accepted()
 
     async def close(self) -> None:
         return None
@@ -223,6 +236,8 @@ class CountingObserver:
 class ReceivedMail:
     rcpt_tos: list[str]
     raw: bytes
+    #: when the sink accepted it (wall clock, just before its 250 went out)
+    at: float = 0.0
 
     @property
     def message(self) -> EmailMessage:
@@ -265,7 +280,9 @@ class SmtpSink:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
-            self.mails.append(ReceivedMail(list(envelope.rcpt_tos), bytes(envelope.original_content)))
+            self.mails.append(
+                ReceivedMail(list(envelope.rcpt_tos), bytes(envelope.original_content), time.time())
+            )
         return "250 Message accepted for delivery"
 
     def start(self) -> SmtpSink:
@@ -288,6 +305,10 @@ class ReceivedHook:
     path: str
     headers: dict[str, str]
     body: bytes
+    #: when the receiver accepted it (wall clock, just before its 2xx went out)
+    at: float = 0.0
+    #: when its 2xx had been written to the connection (wall clock)
+    written_at: float = 0.0
 
     @property
     def json(self) -> Any:
@@ -310,14 +331,16 @@ class HttpReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                hook = ReceivedHook(self.path, dict(self.headers.items()), body, time.time())
                 with receiver._lock:
                     receiver.attempts[self.path] = receiver.attempts.get(self.path, 0) + 1
                     code = receiver.status.get(self.path, 200)
                     if 200 <= code < 300:
-                        receiver.hooks.append(ReceivedHook(self.path, dict(self.headers.items()), body))
+                        receiver.hooks.append(hook)
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+                hook.written_at = time.time()
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None
@@ -437,15 +460,20 @@ def running(*servers: Any) -> Iterator[None]:
                 server.stop()
 
 
-# a dispatcher on a real SQLite store, with doubles for the outside world ----------------------
+# the use cases on a real SQLite store, with doubles for the outside world ---------------------
 
 
 @dataclass
 class Rig:
-    """A dispatcher on a real SQLite store with fake channels, publisher, clock and sleep."""
+    """Ingest, delivery, digests and resend on a real SQLite store with fake channels,
+    publisher, clock and sleep."""
 
-    dispatcher: Any
-    store: Any
+    ingestor: Ingestor
+    deliverer: Deliverer
+    digester: Digester
+    resender: Resender
+    store: SqliteAlertStore
+    journal: FileSentJournal
     email: FakeSender
     webhook: FakeSender
     publisher: FakePublisher
@@ -456,27 +484,22 @@ class Rig:
     async def feed(self, envelopes: list[LedgerEnvelope]) -> None:
         """What the consumer does per message: ingest, then settle what it returned."""
         for env in envelopes:
-            await self.dispatcher.deliver_all(await self.dispatcher.ingest(env))
+            await self.deliverer.deliver_all(await self.ingestor.ingest(env))
+
+
+async def inline(fn: Callable[..., T], /, *args: Any) -> T:
+    """A runner that calls on the event loop (the tests' store is used from one thread)."""
+    return fn(*args)
 
 
 def make_rig(
     path: Path,
     *,
     max_attempts: int = 3,
-    digest_mode: str = "off",
+    digest_mode: Literal["off", "daily"] = "off",
     digest_introducers: frozenset[str] = frozenset(),
     real_sleep: bool = False,
 ) -> Rig:
-    from zoneinfo import ZoneInfo
-
-    from notifier.adapters.store import SqliteAlertStore
-    from notifier.application.dispatcher import DigestPolicy, Dispatcher
-    from notifier.application.render import Renderer
-    from notifier.domain.backoff import RetryPolicy
-
-    async def run(fn: Any, *args: Any) -> Any:
-        return fn(*args)
-
     sleeps: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
@@ -485,24 +508,43 @@ def make_rig(
             await asyncio.sleep(seconds)
 
     store = SqliteAlertStore(path)
+    journal = FileSentJournal(journal_directory(path))
     email_sender, webhook_sender = FakeSender("email"), FakeSender("webhook")
     publisher, observer, clock = FakePublisher(), CountingObserver(), FakeClock()
-    dispatcher = Dispatcher(
+    senders: dict[Channel, Sender] = {"email": email_sender, "webhook": webhook_sender}
+    digest = DigestPolicy(
+        mode=digest_mode, introducers=digest_introducers, hour=7, zone=ZoneInfo("Europe/Zurich")
+    )
+    ingestor = Ingestor(
+        store=store, observer=observer, digest=digest, channels=senders, clock=clock, run=inline
+    )
+    deliverer = Deliverer(
         store=store,
         renderer=Renderer(),
-        senders={"email": email_sender, "webhook": webhook_sender},
+        senders=senders,
         publisher=publisher,
+        journal=journal,
         observer=observer,
         policy=RetryPolicy(max_attempts=max_attempts, base_s=0.01, max_s=0.04, jitter=0.5),
-        digest=DigestPolicy(
-            mode=digest_mode,  # type: ignore[arg-type]
-            introducers=digest_introducers,
-            hour=7,
-            zone=ZoneInfo("Europe/Zurich"),
-        ),
         clock=clock,
-        run=run,
+        run=inline,
+        render=inline,
         send_concurrency=4,
         sleep=fake_sleep,
     )
-    return Rig(dispatcher, store, email_sender, webhook_sender, publisher, observer, clock, sleeps)
+    digester = Digester(store=store, policy=digest, deliverer=deliverer, clock=clock, run=inline)
+    resender = Resender(store=store, deliverer=deliverer, clock=clock, run=inline)
+    return Rig(
+        ingestor,
+        deliverer,
+        digester,
+        resender,
+        store,
+        journal,
+        email_sender,
+        webhook_sender,
+        publisher,
+        observer,
+        clock,
+        sleeps,
+    )

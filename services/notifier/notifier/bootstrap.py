@@ -5,24 +5,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from zoneinfo import ZoneInfo
 
+import structlog
 from faststream.asgi import AsgiFastStream
 
 from coop_runtime.broker import build_broker
 from notifier.adapters.email import SmtpEmailSender
 from notifier.adapters.metrics import NotifierMetrics
+from notifier.adapters.runner import ThreadRunner
+from notifier.adapters.sent_journal import FileSentJournal, journal_directory, recover_journals
 from notifier.adapters.service import NotifierService, build_asgi
 from notifier.adapters.store import SqliteAlertStore
 from notifier.adapters.webhook import HttpWebhookSender
-from notifier.application.dispatcher import DigestPolicy, Dispatcher, SerialRunner
+from notifier.application.delivery import Deliverer, record_accepted
+from notifier.application.digests import Digester, DigestPolicy
+from notifier.application.ingest import Ingestor
 from notifier.application.ports import Clock, FailurePublisher, Sender
 from notifier.application.render import Renderer
+from notifier.application.resend import Resender
 from notifier.domain.backoff import RetryPolicy
 from notifier.domain.events import Channel
 from notifier.settings import NotifierSettings
 
-__all__ = ["Core", "build_app", "build_core", "utc_now"]
+__all__ = ["Core", "build_app", "build_core", "build_senders", "utc_now"]
+
+log = structlog.get_logger("notifier.bootstrap")
 
 
 def utc_now() -> datetime:
@@ -31,16 +40,34 @@ def utc_now() -> datetime:
 
 @dataclass
 class Core:
-    """The dispatcher and what it owns."""
+    """The notifier's use cases and what they own (closed by :meth:`close`)."""
 
-    dispatcher: Dispatcher
+    ingestor: Ingestor
+    deliverer: Deliverer
+    digester: Digester
+    resender: Resender
     store: SqliteAlertStore
-    runner: SerialRunner
+    journal: FileSentJournal
+    store_runner: ThreadRunner
+    render_runner: ThreadRunner
     senders: dict[Channel, Sender]
     metrics: NotifierMetrics
 
+    async def close(self) -> None:
+        """Close the channels, then the threads, then the store and the journal."""
+        for sender in self.senders.values():
+            try:
+                await sender.close()
+            except Exception as exc:  # closing is best effort
+                log.warning("channel did not close cleanly", error=repr(exc)[:300])
+        self.render_runner.close()
+        self.store_runner.close()
+        self.store.close()
+        self.journal.close()
+
 
 def build_senders(settings: NotifierSettings, clock: Clock) -> dict[Channel, Sender]:
+    """The enabled channels."""
     senders: dict[Channel, Sender] = {}
     if settings.email_enabled:
         senders["email"] = SmtpEmailSender(
@@ -59,22 +86,40 @@ def build_senders(settings: NotifierSettings, clock: Clock) -> dict[Channel, Sen
             master_secret=settings.webhook_secret.get_secret_value(),
             timeout_s=settings.webhook_timeout_s,
             allow_http=settings.webhook_allow_http,
+            allow=settings.webhook_allow_list(),
             per_host=settings.webhook_per_host,
         )
     return senders
 
 
 def build_core(settings: NotifierSettings, publisher: FailurePublisher, clock: Clock = utc_now) -> Core:
-    """Store, renderer, channels and dispatcher from settings (used by serve and the CLI)."""
-    store = SqliteAlertStore(settings.resolved_store_path())
-    runner = SerialRunner()
+    """Store, renderer, channels and use cases from settings (used by serve and the CLI)."""
+    store_path = settings.resolved_store_path()
+    store = SqliteAlertStore(store_path)
+    journal_dir = journal_directory(store_path)
+    recover_journals(journal_dir, partial(record_accepted, store))  # a crashed run's last sends
+    journal = FileSentJournal(journal_dir)
+    store_runner = ThreadRunner("notifier-store")
+    render_runner = ThreadRunner("notifier-render")
     metrics = NotifierMetrics()
     senders = build_senders(settings, clock)
-    dispatcher = Dispatcher(
+    digest = DigestPolicy(
+        mode=settings.digest_mode,
+        introducers=settings.digest_introducer_ids(),
+        hour=settings.digest_hour,
+        zone=ZoneInfo(settings.timezone),
+    )
+    ingestor = Ingestor(
+        store=store, observer=metrics, digest=digest, channels=senders, clock=clock, run=store_runner
+    )
+    renderer = Renderer()
+    renderer.warm()
+    deliverer = Deliverer(
         store=store,
-        renderer=Renderer(),
+        renderer=renderer,
         senders=senders,
         publisher=publisher,
+        journal=journal,
         observer=metrics,
         policy=RetryPolicy(
             max_attempts=settings.max_attempts,
@@ -82,17 +127,25 @@ def build_core(settings: NotifierSettings, publisher: FailurePublisher, clock: C
             max_s=settings.backoff_max_s,
             jitter=settings.backoff_jitter,
         ),
-        digest=DigestPolicy(
-            mode=settings.digest_mode,
-            introducers=settings.digest_introducer_ids(),
-            hour=settings.digest_hour,
-            zone=ZoneInfo(settings.timezone),
-        ),
         clock=clock,
-        run=runner,
+        run=store_runner,
+        render=render_runner,
         send_concurrency=settings.send_concurrency,
     )
-    return Core(dispatcher, store, runner, senders, metrics)
+    digester = Digester(store=store, policy=digest, deliverer=deliverer, clock=clock, run=store_runner)
+    resender = Resender(store=store, deliverer=deliverer, clock=clock, run=store_runner)
+    return Core(
+        ingestor=ingestor,
+        deliverer=deliverer,
+        digester=digester,
+        resender=resender,
+        store=store,
+        journal=journal,
+        store_runner=store_runner,
+        render_runner=render_runner,
+        senders=senders,
+        metrics=metrics,
+    )
 
 
 def build_app(settings: NotifierSettings) -> tuple[AsgiFastStream, NotifierService]:
@@ -104,10 +157,12 @@ def build_app(settings: NotifierSettings) -> tuple[AsgiFastStream, NotifierServi
     core = build_core(settings, publisher)
     service = NotifierService(
         settings=settings,
-        dispatcher=core.dispatcher,
+        ingestor=core.ingestor,
+        deliverer=core.deliverer,
+        digester=core.digester,
         store=core.store,
-        runner=core.runner,
-        senders=core.senders,
+        run=core.store_runner,
         metrics=core.metrics,
+        close=core.close,
     )
     return build_asgi(settings, service, broker), service

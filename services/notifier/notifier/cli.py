@@ -101,12 +101,9 @@ async def _resend(
     core = build_core(settings, NatsFailurePublisher(lambda: js))
     try:
         await ensure_failed_stream(js, settings.duplicate_window_s, settings.stream_replicas)
-        return await core.dispatcher.resend_failed(alert_id=alert_id, channel=channel, limit=limit)
+        return await core.resender.resend_failed(alert_id=alert_id, channel=channel, limit=limit)
     finally:
-        for sender in core.senders.values():
-            await sender.close()
-        core.runner.close()
-        core.store.close()
+        await core.close()
         await nc.close()
 
 

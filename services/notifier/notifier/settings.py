@@ -11,7 +11,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coop_runtime.nats_security import NatsClientSecurity
-from notifier.domain.hosts import is_loopback_host
+from coop_runtime.netguard import AllowList, is_loopback_host, parse_allow_list
 
 __all__ = ["NotifierSettings"]
 
@@ -61,6 +61,9 @@ class NotifierSettings(NatsClientSecurity, BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
     #: Plain http:// webhooks are allowed to loopback only, unless this is true.
     webhook_allow_http: bool = False
+    #: Comma-separated host names, IP addresses and CIDR networks webhooks may reach although
+    #: they are internal (loopback, private, link-local, ...): see coop_runtime.netguard.
+    webhook_allow_hosts: str = Field(default="", max_length=16_384)
     webhook_per_host: int = Field(default=4, ge=1, le=100)
 
     # sending and retries -------------------------------------------------------------
@@ -96,6 +99,12 @@ class NotifierSettings(NatsClientSecurity, BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _allow_list(cls, value: str) -> str:
+        parse_allow_list(value)  # raises ValueError naming the bad entry
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> NotifierSettings:
         if self.smtp_host and self.smtp_security == "none" and not is_loopback_host(self.smtp_host):
@@ -121,6 +130,9 @@ class NotifierSettings(NatsClientSecurity, BaseSettings):
         if self.smtp_security != "auto":
             return self.smtp_security
         return "none" if is_loopback_host(self.smtp_host) else "starttls"
+
+    def webhook_allow_list(self) -> AllowList:
+        return parse_allow_list(self.webhook_allow_hosts)
 
     def digest_introducer_ids(self) -> frozenset[str]:
         return frozenset(part.strip() for part in self.digest_introducers.split(",") if part.strip())

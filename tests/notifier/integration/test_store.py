@@ -1,4 +1,4 @@
-"""The SQLite store's exactly-once bookkeeping, driven through the dispatcher's ingest."""
+"""The SQLite store's exactly-once bookkeeping, driven through ingest."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ async def test_ingesting_twice_creates_each_alert_once(tmp_path: Path) -> None:
     """The same event ingested twice (redelivery) yields the same pending alert, not two."""
     rig = make_rig(tmp_path / "n.sqlite3")
     envs = derived_envelopes(EXAMPLE_01)
-    assert await rig.dispatcher.ingest(envs[0]) == []  # the registration
-    first = await rig.dispatcher.ingest(envs[1])
-    again = await rig.dispatcher.ingest(envs[1])
+    assert await rig.ingestor.ingest(envs[0]) == []  # the registration
+    first = await rig.ingestor.ingest(envs[1])
+    again = await rig.ingestor.ingest(envs[1])
     assert first == again == [AlertKey(MARIE[0], "email")]
     assert rig.store.counts()["pending"] == 1
 
@@ -41,7 +41,7 @@ async def test_sent_alert_is_never_work_again(tmp_path: Path) -> None:
     await rig.feed(envs)
     assert [d.key.alert_id for d in rig.email.sent] == MARIE
     for env in envs:
-        assert await rig.dispatcher.ingest(env) == []
+        assert await rig.ingestor.ingest(env) == []
     await rig.feed(envs)
     assert len(rig.email.sent) == 5
 
@@ -55,9 +55,9 @@ async def test_events_wait_for_their_introducer(tmp_path: Path) -> None:
     await rig.feed(rest)
     assert rig.email.sent == []
     assert rig.store.counts()["waiting_events"] == 5
-    assert await rig.dispatcher.ingest(registration) == [AlertKey(i, "email") for i in MARIE]
+    assert await rig.ingestor.ingest(registration) == [AlertKey(i, "email") for i in MARIE]
     # the registration's redelivery before settling returns the same work, not more
-    assert await rig.dispatcher.ingest(registration) == [AlertKey(i, "email") for i in MARIE]
+    assert await rig.ingestor.ingest(registration) == [AlertKey(i, "email") for i in MARIE]
     await rig.feed([registration])
     assert [d.key.alert_id for d in rig.email.sent] == MARIE
     assert rig.store.counts()["waiting_events"] == 0

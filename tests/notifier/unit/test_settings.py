@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from coop_runtime.netguard import AllowList
 from notifier.settings import NotifierSettings
 
 
@@ -49,3 +50,16 @@ def test_bounds_are_enforced() -> None:
         NotifierSettings(backoff_base_s=10, backoff_max_s=1)
     with pytest.raises(ValidationError):
         NotifierSettings(timezone="Mars/Olympus")
+
+
+def test_webhook_allow_list_is_parsed_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NOTIFIER_WEBHOOK_ALLOW_HOSTS is empty by default, read from the environment, and a bad
+    entry is a configuration error naming it."""
+    monkeypatch.delenv("NOTIFIER_WEBHOOK_ALLOW_HOSTS", raising=False)
+    assert NotifierSettings().webhook_allow_list() == AllowList()
+    monkeypatch.setenv("NOTIFIER_WEBHOOK_ALLOW_HOSTS", "127.0.0.1, hooks.partner.example,10.20.0.0/16")
+    allow = NotifierSettings().webhook_allow_list()
+    assert allow.hosts == {"hooks.partner.example"} and len(allow.networks) == 2
+    monkeypatch.setenv("NOTIFIER_WEBHOOK_ALLOW_HOSTS", "127.0.0.1,10.0.0.5/8")
+    with pytest.raises(ValidationError, match=r"10\.0\.0\.5/8"):
+        NotifierSettings()

@@ -1,8 +1,10 @@
 """E-mail alerts over SMTP (aiosmtplib): STARTTLS, implicit TLS, or plain on loopback;
-optional authentication. A message counts as sent once the server accepted it (250)."""
+optional authentication. A message counts as sent once the server accepted it (the 250
+after the data), which is reported at once, before the session is closed with QUIT."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from datetime import datetime
@@ -13,7 +15,7 @@ from typing import Literal
 
 import aiosmtplib
 
-from notifier.application.ports import Clock, Delivery, SendFailure
+from notifier.application.ports import Accepted, Clock, Delivery, SendFailure
 from notifier.domain.signature import ALERT_ID_HEADER
 
 __all__ = ["SmtpEmailSender", "build_email"]
@@ -72,45 +74,57 @@ class SmtpEmailSender:
         self.validate_certs = validate_certs
         self._clock = clock
 
-    async def send(self, delivery: Delivery) -> None:
+    async def send(self, delivery: Delivery, accepted: Accepted) -> None:
         try:
             message = build_email(delivery, self.sender, self._clock())
         except (ValueError, TypeError) as exc:  # e.g. an address the e-mail library refuses
             raise SendFailure("bad_address", str(exc), permanent=True) from None
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self._username,
+            password=self._password,
+            use_tls=self.security == "tls",
+            start_tls=self.security == "starttls",
+            timeout=self.timeout_s,
+            validate_certs=self.validate_certs,
+        )
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=self.host,
-                port=self.port,
-                username=self._username,
-                password=self._password,
-                use_tls=self.security == "tls",
-                start_tls=self.security == "starttls",
-                timeout=self.timeout_s,
-                validate_certs=self.validate_certs,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            permanent = all(500 <= c < 600 for c in codes)
-            raise SendFailure("smtp_rejected", f"recipient refused {codes}", permanent=permanent) from None
-        except aiosmtplib.SMTPTimeoutError as exc:
-            raise SendFailure("timeout", str(exc)) from None
-        except aiosmtplib.SMTPConnectError as exc:
-            raise SendFailure("smtp_connect", str(exc)) from None
-        except aiosmtplib.SMTPResponseException as exc:
-            permanent = 500 <= exc.code < 600
-            reason = (
-                "smtp_auth"
-                if isinstance(exc, aiosmtplib.SMTPAuthenticationError)
-                else ("smtp_5xx" if permanent else "smtp_4xx")
-            )
-            raise SendFailure(reason, f"{exc.code} {exc.message}", permanent=permanent) from None
-        except aiosmtplib.SMTPNotSupported as exc:  # e.g. STARTTLS required but not offered
-            raise SendFailure("smtp_tls", str(exc), permanent=True) from None
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise SendFailure("smtp_connect", f"{type(exc).__name__}: {exc}") from None
-        except TimeoutError as exc:
-            raise SendFailure("timeout", str(exc)) from None
+            try:
+                await client.connect()
+                await client.send_message(message)
+            except Exception as exc:
+                raise _failure(exc) from None
+            accepted()  # the 250 after the data: recorded before QUIT or anything else
+            with contextlib.suppress(Exception):  # accepted: how the session ends does not matter
+                await client.quit()
+        finally:
+            client.close()
 
     async def close(self) -> None:
         return None
+
+
+def _failure(exc: Exception) -> SendFailure:
+    """The :class:`SendFailure` for an exception of aiosmtplib (or the network)."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        permanent = all(500 <= c < 600 for c in codes)
+        return SendFailure("smtp_rejected", f"recipient refused {codes}", permanent=permanent)
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        return SendFailure("timeout", str(exc))
+    if isinstance(exc, aiosmtplib.SMTPConnectError):
+        return SendFailure("smtp_connect", str(exc))
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        permanent = 500 <= exc.code < 600
+        reason = (
+            "smtp_auth"
+            if isinstance(exc, aiosmtplib.SMTPAuthenticationError)
+            else ("smtp_5xx" if permanent else "smtp_4xx")
+        )
+        return SendFailure(reason, f"{exc.code} {exc.message}", permanent=permanent)
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):  # e.g. STARTTLS required but not offered
+        return SendFailure("smtp_tls", str(exc), permanent=True)
+    if isinstance(exc, aiosmtplib.SMTPException | OSError):
+        return SendFailure("smtp_connect", f"{type(exc).__name__}: {exc}")
+    return SendFailure("error", f"{type(exc).__name__}: {exc}"[:300])

@@ -1,4 +1,4 @@
-"""``notifier serve``: a FastStream app (NATS + HTTP) around the dispatcher.
+"""``notifier serve``: a FastStream app (NATS + HTTP) around ingest, delivery and digests.
 
 The hot path is a plain nats-py pull loop (as in the ledger): ``fetch`` returns as soon as
 messages are there, each message is settled in its own task (bounded by
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -32,9 +33,11 @@ from notifier.adapters.jetstream import (
     wait_for_stream,
 )
 from notifier.adapters.metrics import NotifierMetrics
-from notifier.application.dispatcher import Dispatcher, SerialRunner
-from notifier.application.ports import AlertStore, Sender
-from notifier.domain.events import MAX_EVENT_BYTES, Channel, LedgerEnvelope
+from notifier.application.delivery import Deliverer
+from notifier.application.digests import Digester
+from notifier.application.ingest import Ingestor
+from notifier.application.ports import AlertStore, Runner
+from notifier.domain.events import MAX_EVENT_BYTES, LedgerEnvelope
 from notifier.settings import NotifierSettings
 
 __all__ = ["NotifierService", "build_asgi", "parse_message"]
@@ -61,18 +64,22 @@ class NotifierService:
         self,
         *,
         settings: NotifierSettings,
-        dispatcher: Dispatcher,
+        ingestor: Ingestor,
+        deliverer: Deliverer,
+        digester: Digester,
         store: AlertStore,
-        runner: SerialRunner,
-        senders: dict[Channel, Sender],
+        run: Runner,
         metrics: NotifierMetrics,
+        close: Callable[[], Awaitable[None]],
     ) -> None:
         self.settings = settings
-        self.dispatcher = dispatcher
+        self.ingestor = ingestor
+        self.deliverer = deliverer
+        self.digester = digester
         self.store = store
-        self.runner = runner
-        self.senders = senders
+        self._run = run
         self.metrics = metrics
+        self._close = close
         self.broker: NatsBroker | None = None
         self.ready_reason = "starting"
         self.consumer_pending = 0
@@ -94,7 +101,7 @@ class NotifierService:
             asyncio.create_task(self._consume_loop(), name="consume"),
             asyncio.create_task(self._watch_consumer(), name="consumer-watch"),
         ]
-        if self.dispatcher.digest.enabled:
+        if self.digester.policy.enabled:
             self._tasks.append(asyncio.create_task(self._digest_loop(), name="digests"))
 
     async def stop_consuming(self) -> None:
@@ -116,15 +123,11 @@ class NotifierService:
             _, late = await asyncio.wait(set(self._settling), timeout=self.settings.graceful_timeout_s)
             for task in late:
                 task.cancel()
-            await self.dispatcher.cancel_inflight()
+            await self.deliverer.cancel_inflight()
             await asyncio.gather(*late, return_exceptions=True)
 
     async def close(self) -> None:
-        for sender in self.senders.values():
-            with contextlib.suppress(Exception):
-                await sender.close()
-        self.runner.close()
-        self.store.close()
+        await self._close()
         log.info("notifier stopped")
 
     # consuming -----------------------------------------------------------------------------
@@ -193,8 +196,8 @@ class NotifierService:
         try:
             envelope = parse_message(msg.data)
             if envelope is not None:
-                keys = await self.dispatcher.ingest(envelope)
-                await self.dispatcher.deliver_all(keys)
+                keys = await self.ingestor.ingest(envelope)
+                await self.deliverer.deliver_all(keys)
             if self.settings.ack_delay_s:
                 await asyncio.sleep(self.settings.ack_delay_s)
             heartbeat.cancel()
@@ -222,7 +225,7 @@ class NotifierService:
     async def _digest_loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                count = await self.dispatcher.run_digests()
+                count = await self.digester.run_digests()
                 if count:
                     log.info("digests delivered", digests=count)
             except Exception as exc:
@@ -250,7 +253,7 @@ class NotifierService:
         if not self.broker.config.connection_state.connection.is_connected:
             return False, "NATS not connected"
         try:
-            await asyncio.wait_for(self.runner(self.store.ping), timeout=2.0)
+            await asyncio.wait_for(self._run(self.store.ping), timeout=2.0)
         except Exception as exc:
             return False, f"store unreachable: {exc}"
         if self.consumer_pending > self.settings.ready_max_pending:
@@ -258,7 +261,7 @@ class NotifierService:
         return True, "ready"
 
     async def status(self) -> dict[str, Any]:
-        counts = await self.runner(self.store.counts)
+        counts = await self._run(self.store.counts)
         return {
             "alerts": counts,
             "consumer_pending": self.consumer_pending,

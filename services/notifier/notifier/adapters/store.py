@@ -3,7 +3,7 @@
 Tables: ``introducers`` (the directory), ``events`` (every ledger event seen, by id, with
 what became of it), ``alerts`` (one row per (alert id, channel): the exactly-once record).
 An alert is ``sent`` only once the SMTP server or the webhook accepted it. One connection,
-used from one thread at a time (the dispatcher's store thread, or the CLI).
+used from one thread at a time (the store thread of ``notifier serve``, or the CLI).
 """
 
 from __future__ import annotations
@@ -364,15 +364,6 @@ class SqliteAlertStore:
         )
         out["introducers"] = int(self._db.execute("SELECT count(*) FROM introducers").fetchone()[0])
         return out
-
-    def iter_alerts(self, status: AlertStatus | None, limit: int) -> Iterator[AlertRecord]:
-        sql = f"SELECT {_ALERT_COLUMNS} FROM alerts"  # noqa: S608
-        params: tuple[Any, ...] = ()
-        if status is not None:
-            sql += " WHERE status = ?"
-            params = (status,)
-        for row in self._db.execute(sql + " ORDER BY position, alert_id, channel LIMIT ?", (*params, limit)):
-            yield _record(row)
 
 
 def _envelope(blob: bytes) -> LedgerEnvelope:

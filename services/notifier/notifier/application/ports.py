@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -14,6 +14,8 @@ from notifier.application.render import Rendered
 from notifier.domain.events import AlertKey, Channel, Introducer, LedgerEnvelope
 
 __all__ = [
+    "Accepted",
+    "AcceptedAlert",
     "AlertRecord",
     "AlertStatus",
     "AlertStore",
@@ -23,12 +25,23 @@ __all__ = [
     "FailureNotice",
     "FailurePublisher",
     "Observer",
+    "Runner",
     "SendFailure",
     "Sender",
+    "SentJournal",
     "StoredEvent",
 ]
 
+T = TypeVar("T")
+
 Clock = Callable[[], datetime]
+
+
+class Runner(Protocol):
+    """Runs a blocking call (the store's) off the event loop and awaits its result."""
+
+    async def __call__(self, fn: Callable[..., T], /, *args: Any) -> T: ...
+
 
 #: pending: to send now; queued: waits for its daily digest; digested: part of a digest
 #: (the digest's own record says whether it was sent); sent; failed (every attempt of a
@@ -63,12 +76,46 @@ class Delivery:
     about: dict[str, Any]
 
 
-class Sender(Protocol):
-    """A channel: returns once the far end accepted the alert, raises :class:`SendFailure`."""
+#: Called by a sender the instant the far end accepted an alert (see :class:`Sender`).
+Accepted = Callable[[], None]
 
-    async def send(self, delivery: Delivery) -> None: ...
+
+class Sender(Protocol):
+    """A channel. ``send`` calls ``accepted()`` the instant the far end accepted the alert
+    (SMTP 250 after the message data, HTTP 2xx status line), before awaiting anything else,
+    so that "sent" is recorded before any other work; it may then finish (SMTP QUIT, closing
+    the connection) and return. Before acceptance it raises :class:`SendFailure`; after
+    acceptance it never raises."""
+
+    async def send(self, delivery: Delivery, accepted: Accepted) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedAlert:
+    """A far end accepted ``key`` at ``at``, after ``attempts`` attempts in all."""
+
+    key: AlertKey
+    attempts: int
+    at: datetime
+
+
+class SentJournal(Protocol):
+    """The record of "the far end accepted this alert" that is written first, on the event
+    loop, within microseconds of the acceptance and without waiting for the store: once
+    :meth:`accepted` returns, a crash of the process no longer loses it (the store's own
+    ``sent`` record follows; at the next start the journal's entries are applied to the
+    store). :meth:`settled` says the store has the record, so the entry may be dropped."""
+
+    def accepted(self, alert: AcceptedAlert) -> None: ...
+
+    def settled(self, key: AlertKey) -> None: ...
+
+    def unsettled(self, key: AlertKey) -> AcceptedAlert | None:
+        """The acceptance of ``key`` this process journaled and the store did not record
+        (the store failed): record it, do not send again."""
+        ...
 
 
 class FailureNotice(BaseModel):
@@ -184,5 +231,3 @@ class AlertStore(Protocol):
     def pending_digests(self) -> list[AlertKey]: ...
 
     def counts(self) -> dict[str, int]: ...
-
-    def iter_alerts(self, status: AlertStatus | None, limit: int) -> Iterator[AlertRecord]: ...

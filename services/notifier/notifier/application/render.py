@@ -72,6 +72,14 @@ class Renderer:
             keep_trailing_newline=True,
         )
 
+    def warm(self) -> int:
+        """Compile every template now (at start-up) rather than at the first alert of each
+        kind, when the compilation would hold up sends; returns how many."""
+        names = self._env.list_templates(extensions=["j2"])
+        for name in names:
+            self._env.get_template(name)
+        return len(names)
+
     def render_event(
         self,
         kind: str,

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ALERT_KINDS",
-    "CHANNELS",
     "COOPERATIVE",
     "KIND_PREFIX",
     "KNOWN_KINDS",
@@ -34,7 +33,6 @@ __all__ = [
 
 Language = Literal["fr", "en"]
 Channel = Literal["email", "webhook"]
-CHANNELS: tuple[Channel, ...] = ("email", "webhook")
 COOPERATIVE = "cooperative"
 KIND_PREFIX = "coop.ledger.out."
 MAX_EVENT_BYTES = 64 * 1024

@@ -95,12 +95,12 @@ async def test_resend_failed_sends_once_the_channel_is_back(tmp_path: Path) -> N
     rig.webhook.fail["int-dead"] = (-1, SendFailure("connection", "refused"))
     await rig.feed(derived_envelopes(_two_introducers()))
     assert rig.store.counts()["failed"] == 1
-    summary = await rig.dispatcher.resend_failed()
+    summary = await rig.resender.resend_failed()
     assert summary == {"claimed": 1, "sent": 0, "failed": 1}
     assert rig.publisher.notices[-1][1].failures == 2
     del rig.webhook.fail["int-dead"]
-    assert await rig.dispatcher.resend_failed() == {"claimed": 1, "sent": 1, "failed": 0}
-    assert await rig.dispatcher.resend_failed() == {"claimed": 0, "sent": 0, "failed": 0}
+    assert await rig.resender.resend_failed() == {"claimed": 1, "sent": 1, "failed": 0}
+    assert await rig.resender.resend_failed() == {"claimed": 0, "sent": 0, "failed": 0}
     assert sorted(d.introducer.introducer_id for d in rig.webhook.sent) == ["int-dead", "int-ok"]
 
 
@@ -112,9 +112,9 @@ async def test_dead_webhook_does_not_block_others(tmp_path: Path) -> None:
     rig.webhook.delay_s = 0.05
     envs = derived_envelopes(_two_introducers())
     for env in envs:  # ingest everything first, then settle concurrently like the consumer
-        await rig.dispatcher.ingest(env)
+        await rig.ingestor.ingest(env)
     keys = rig.store.open_alerts_of_recipient("int-dead") + rig.store.open_alerts_of_recipient("int-ok")
-    dead = asyncio.ensure_future(rig.dispatcher.deliver_all([k for k in keys if k.channel == "webhook"]))
+    dead = asyncio.ensure_future(rig.deliverer.deliver_all([k for k in keys if k.channel == "webhook"]))
     await asyncio.sleep(0.15)
     assert [d.introducer.introducer_id for d in rig.webhook.sent] == ["int-ok"]
     assert not dead.done()
@@ -128,11 +128,9 @@ async def test_concurrent_deliveries_of_one_alert_send_once(tmp_path: Path) -> N
     rig = make_rig(tmp_path / "n.sqlite3")
     rig.email.delay_s = 0.05
     envs = derived_envelopes(EXAMPLE_01)[:2]
-    await rig.dispatcher.ingest(envs[0])
-    (key,) = await rig.dispatcher.ingest(envs[1])
-    await asyncio.gather(
-        rig.dispatcher.deliver(key), rig.dispatcher.deliver(key), rig.dispatcher.deliver(key)
-    )
+    await rig.ingestor.ingest(envs[0])
+    (key,) = await rig.ingestor.ingest(envs[1])
+    await asyncio.gather(rig.deliverer.deliver(key), rig.deliverer.deliver(key), rig.deliverer.deliver(key))
     assert len(rig.email.sent) == 1
 
 
@@ -145,9 +143,9 @@ async def test_daily_digest_sends_one_message_per_introducer_per_day(tmp_path: P
     await rig.feed(envs)
     assert rig.email.sent == rig.webhook.sent == []
     assert rig.store.counts()["queued"] == 5 + 3  # marie 5 e-mails; int-dead e-mail + webhook, int-ok webhook
-    assert await rig.dispatcher.run_digests(datetime(2025, 3, 11, 22, 0, tzinfo=UTC)) == 0
-    assert await rig.dispatcher.run_digests(datetime(2025, 3, 12, 5, 59, tzinfo=UTC)) == 0  # 06:59 local
-    assert await rig.dispatcher.run_digests(datetime(2025, 3, 12, 6, 0, tzinfo=UTC)) == 4
+    assert await rig.digester.run_digests(datetime(2025, 3, 11, 22, 0, tzinfo=UTC)) == 0
+    assert await rig.digester.run_digests(datetime(2025, 3, 12, 5, 59, tzinfo=UTC)) == 0  # 06:59 local
+    assert await rig.digester.run_digests(datetime(2025, 3, 12, 6, 0, tzinfo=UTC)) == 4
     by_who = {(d.introducer.introducer_id, d.key.channel): d for d in rig.email.sent + rig.webhook.sent}
     assert sorted(by_who) == [
         ("int-dead", "email"),
@@ -160,7 +158,7 @@ async def test_daily_digest_sends_one_message_per_introducer_per_day(tmp_path: P
     assert marie.rendered.subject == "Votre récapitulatif du 11 mars 2025 : 5 mouvements"
     assert next(e["id"] for e in marie.about["events"]) == "3:commission.accrued:2025-0311/intro-100"
     assert "CHF : acquis CHF\u00a0440.00" in marie.rendered.text
-    assert await rig.dispatcher.run_digests(datetime(2025, 3, 12, 9, 0, tzinfo=UTC)) == 0
+    assert await rig.digester.run_digests(datetime(2025, 3, 12, 9, 0, tzinfo=UTC)) == 0
     assert len(rig.email.sent) == 2
     assert rig.store.counts()["sent"] == 4 + 8  # the digests and their items
     # an event on the 12th waits for the digest of the 12th, sent on the 13th
@@ -172,8 +170,8 @@ async def test_daily_digest_sends_one_message_per_introducer_per_day(tmp_path: P
         ]
     )
     await rig.feed(late)
-    assert await rig.dispatcher.run_digests(datetime(2025, 3, 12, 23, 0, tzinfo=UTC)) == 0
-    assert await rig.dispatcher.run_digests(datetime(2025, 3, 13, 7, 0, tzinfo=UTC)) == 1
+    assert await rig.digester.run_digests(datetime(2025, 3, 12, 23, 0, tzinfo=UTC)) == 0
+    assert await rig.digester.run_digests(datetime(2025, 3, 13, 7, 0, tzinfo=UTC)) == 1
     assert rig.email.sent[-1].key.alert_id == "digest:2025-03-12:int-late"
 
 
@@ -187,7 +185,7 @@ async def test_digest_can_be_chosen_per_introducer(tmp_path: Path) -> None:
         "int-ok",
     ]
     assert rig.store.counts()["queued"] == 5
-    await rig.dispatcher.run_digests(datetime(2025, 3, 13, 7, 0, tzinfo=UTC))
+    await rig.digester.run_digests(datetime(2025, 3, 13, 7, 0, tzinfo=UTC))
     assert [d.key.alert_id for d in rig.email.sent if d.introducer.introducer_id == "int-marie"] == [
         "digest:2025-03-11:int-marie"
     ]
@@ -199,8 +197,8 @@ async def test_failed_digest_goes_to_notifier_failed_and_can_be_resent(tmp_path:
     rig = make_rig(tmp_path / "n.sqlite3", digest_mode="daily", max_attempts=2)
     await rig.feed(derived_envelopes(EXAMPLE_01))
     rig.email.fail["int-marie"] = (-1, SendFailure("smtp_connect", "refused"))
-    await rig.dispatcher.run_digests(datetime(2025, 3, 12, 7, 0, tzinfo=UTC))
+    await rig.digester.run_digests(datetime(2025, 3, 12, 7, 0, tzinfo=UTC))
     assert rig.publisher.notices[0][1].event_id == "digest:2025-03-11:int-marie"
     del rig.email.fail["int-marie"]
-    assert (await rig.dispatcher.resend_failed())["sent"] == 1
+    assert (await rig.resender.resend_failed())["sent"] == 1
     assert rig.store.counts()["sent"] == 6

@@ -1,0 +1,81 @@
+"""What an alert says: read what it is about from the store, then render it.
+
+The two steps are apart on purpose: :func:`load_content` reads the store (its thread),
+:func:`render_delivery` is pure CPU work (templates, CLDR formatting) and runs elsewhere, so
+that rendering never holds up the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from notifier.application.ports import AlertRecord, AlertStore, Delivery
+from notifier.application.render import DigestItem, Renderer
+from notifier.domain.events import (
+    CommissionEvent,
+    DonationCredited,
+    Introducer,
+    LedgerEnvelope,
+    parse_payload,
+)
+
+__all__ = ["AlertContent", "load_content", "render_delivery"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertContent:
+    """An alert with what it is about: its introducer and its ledger event (or the digest's)."""
+
+    record: AlertRecord
+    introducer: Introducer
+    envelopes: tuple[LedgerEnvelope, ...]
+
+
+def load_content(store: AlertStore, record: AlertRecord) -> AlertContent:
+    """Read the alert's introducer and event(s) (blocking: call on the store's thread)."""
+    introducer = store.introducer(record.recipient)
+    assert introducer is not None, record
+    key = record.key
+    if record.is_digest:
+        envelopes = tuple(store.digest_items(key.alert_id, key.channel))
+    else:
+        stored = store.event(key.alert_id)
+        assert stored is not None, record
+        envelopes = (stored.envelope,)
+    return AlertContent(record, introducer, envelopes)
+
+
+def render_delivery(renderer: Renderer, content: AlertContent) -> Delivery:
+    """The rendered alert (pure: no I/O)."""
+    record, introducer = content.record, content.introducer
+    key = record.key
+    if record.is_digest:
+        assert record.queued_day is not None, record
+        items: list[DigestItem] = []
+        for envelope in content.envelopes:
+            payload = parse_payload(envelope.kind, envelope.data)
+            assert isinstance(payload, CommissionEvent | DonationCredited), envelope.id
+            items.append(DigestItem(envelope.id, envelope.kind, envelope.ledgerposition, payload))
+        rendered = renderer.render_digest(items, introducer, record.queued_day, key.alert_id)
+        about: dict[str, Any] = {
+            "kind": "digest",
+            "day": record.queued_day.isoformat(),
+            "events": [_about(e) for e in content.envelopes],
+        }
+        return Delivery(key, introducer, rendered, about)
+    (envelope,) = content.envelopes
+    payload = parse_payload(envelope.kind, envelope.data)
+    assert isinstance(payload, CommissionEvent | DonationCredited), key
+    rendered = renderer.render_event(envelope.kind, payload, introducer, envelope.id, envelope.ledgerposition)
+    return Delivery(key, introducer, rendered, _about(envelope))
+
+
+def _about(envelope: LedgerEnvelope) -> dict[str, Any]:
+    return {
+        "id": envelope.id,
+        "kind": envelope.kind,
+        "type": envelope.type,
+        "ledger_position": envelope.ledgerposition,
+        "data": envelope.data,
+    }
