@@ -16,6 +16,7 @@ from faststream.specification import AsyncAPI
 from coop_runtime.broker import build_broker
 from coop_runtime.http import json_response, operations_routes
 from coop_runtime.http_guard import HttpGuard
+from coop_runtime.netguard import NO_ALLOW
 from ledger import __version__
 from ledger.adapters.asyncapi import complete_asyncapi
 from ledger.adapters.consumer import REJECTED_SUBJECT
@@ -26,6 +27,7 @@ from ledger.adapters.memory_store import MemoryFactStore
 from ledger.adapters.metrics import LedgerMetrics
 from ledger.adapters.query_api import http_routes, nats_answer
 from ledger.adapters.service import LedgerService
+from ledger.application.admission import webhook_admission
 from ledger.application.ledger import Ledger
 from ledger.application.outbound import OUTBOUND_MODELS
 from ledger.application.queries import View
@@ -57,12 +59,19 @@ def build_ledger(settings: Settings, store: EventSourcedFactStore | None = None)
     ``catch_up``); its long-lived state is frozen out of the garbage collector's way every
     ``LEDGER_HEAP_FREEZE_EVERY_FACTS`` facts."""
     freezer = HeapFreezer(settings.heap_freeze_every_facts)
-    return Ledger(store or build_store(settings), utc_now, on_growth=freezer.note)
+    admission = webhook_admission(settings.webhook_allow_list())
+    return Ledger(store or build_store(settings), utc_now, on_growth=freezer.note, admission=admission)
 
 
-def build_ephemeral_ledger(freeze_every_facts: int = DEFAULT_FREEZE_EVERY_FACTS) -> Ledger:
-    """A ledger on an in-process store, for replaying a file (nothing is kept)."""
-    return Ledger(MemoryFactStore(), utc_now, on_growth=HeapFreezer(freeze_every_facts).note)
+def build_ephemeral_ledger(
+    freeze_every_facts: int = DEFAULT_FREEZE_EVERY_FACTS, settings: Settings | None = None
+) -> Ledger:
+    """A ledger on an in-process store, for replaying a file (nothing is kept); with
+    ``settings``, their admission policy applies as in the service."""
+    admission = webhook_admission(settings.webhook_allow_list() if settings is not None else NO_ALLOW)
+    return Ledger(
+        MemoryFactStore(), utc_now, on_growth=HeapFreezer(freeze_every_facts).note, admission=admission
+    )
 
 
 def _register_nats_queries(broker: NatsBroker, service: LedgerService) -> None:

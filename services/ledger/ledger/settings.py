@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coop_runtime.nats_security import NatsClientSecurity
+from coop_runtime.netguard import AllowList, parse_allow_list
 from coop_runtime.redact import redact_secrets
 
 __all__ = ["Settings"]
@@ -69,10 +70,22 @@ class Settings(NatsClientSecurity, BaseSettings):
     #: Every this many facts taken into memory, collect the young objects and freeze the
     #: survivors out of the garbage collector's full passes (0: off); see adapters/heap.py.
     heap_freeze_every_facts: int = Field(default=20_000, ge=0, le=10_000_000)
+    #: Webhook targets otherwise refused at registration (internal network): host names,
+    #: addresses or CIDR networks, comma-separated (coop_runtime.netguard).
+    webhook_allow_hosts: str = ""
     #: When set, report queries (HTTP and NATS) need this token; metrics and health do not.
     query_token: SecretStr | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _allow_list_parses(cls, value: str) -> str:
+        parse_allow_list(value)
+        return value
+
+    def webhook_allow_list(self) -> AllowList:
+        return parse_allow_list(self.webhook_allow_hosts)
 
     def resolved_store_url(self) -> str:
         if self.store_url:

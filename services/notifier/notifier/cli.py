@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import typer
 from pydantic import ValidationError
 
+from coop_runtime.redact import redact_secrets
 from notifier.settings import NotifierSettings
 
 __all__ = ["app", "main"]
@@ -22,7 +23,7 @@ def _settings() -> NotifierSettings:
     try:
         return NotifierSettings()
     except ValidationError as exc:
-        typer.echo(f"notifier: bad configuration: {exc}", err=True)
+        typer.echo(f"notifier: bad configuration: {redact_secrets(str(exc))}", err=True)
         raise typer.Exit(2) from None
 
 

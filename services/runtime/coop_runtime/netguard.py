@@ -36,7 +36,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 __all__ = [
     "INTERNAL_SUFFIXES",
@@ -189,24 +189,12 @@ def url_problem(url: str, *, allow: AllowList, allow_http: bool) -> str | None:
     name that passes must still have its addresses checked with :func:`address_problem`
     when connecting). ``allow_http`` permits plain ``http`` to any host; without it plain
     ``http`` is only for loopback (which itself must be allow-listed)."""
-    if len(url) > MAX_URL_CHARS:
-        return f"longer than {MAX_URL_CHARS} characters"
-    if any(c <= " " or c == "\x7f" for c in url):
-        return "contains spaces or control characters"
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        _ = parts.port
-    except ValueError as exc:
-        return f"not a valid URL ({exc})"
-    scheme = parts.scheme.lower()
-    if scheme not in {"https", "http"}:
-        return "not an http(s) URL"
-    if "@" in parts.netloc:
-        return "user name or password in the URL"
-    if not host:
-        return "no host"
-    if scheme == "http" and not (allow_http or is_loopback_host(host)):
+    parts, problem = _split(url)
+    if problem is not None:
+        return problem
+    assert parts is not None
+    host = parts.hostname or ""
+    if parts.scheme.lower() == "http" and not (allow_http or is_loopback_host(host)):
         return "plain http is only allowed to loopback"
     address = host_address(host)
     if address is not None:
@@ -214,6 +202,29 @@ def url_problem(url: str, *, allow: AllowList, allow_http: bool) -> str | None:
     if ":" in host or _ends_in_number(normalize_host(host)):
         return "host is not a valid IP address"
     return _name_problem(normalize_host(host), allow)
+
+
+def _split(url: str) -> tuple[SplitResult | None, str | None]:
+    """The URL's parts, or why it is not a usable http(s) URL with a host and no credentials."""
+    problem = None
+    parts = None
+    if len(url) > MAX_URL_CHARS:
+        problem = f"longer than {MAX_URL_CHARS} characters"
+    elif any(c <= " " or c == "\x7f" for c in url):
+        problem = "contains spaces or control characters"
+    else:
+        try:
+            parts = urlsplit(url)
+            _ = parts.port
+        except ValueError as exc:
+            return None, f"not a valid URL ({exc})"
+        if parts.scheme.lower() not in {"https", "http"}:
+            problem = "not an http(s) URL"
+        elif "@" in parts.netloc:
+            problem = "user name or password in the URL"
+        elif not parts.hostname:
+            problem = "no host"
+    return (None, problem) if problem is not None else (parts, None)
 
 
 def parse_allow_list(text: str) -> AllowList:

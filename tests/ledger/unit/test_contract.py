@@ -289,3 +289,54 @@ def test_fact_to_data_round_trips(name: str) -> None:
         fact = parse_envelope(line).fact
         again = parse_envelope(env(fact_to_data(fact), type_of_fact(fact))).fact
         assert again == fact
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://10.0.0.5/hook",
+        "https://192.168.1.1/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[fd00::1]/hook",
+        "https://100.64.0.1/hook",
+        "https://metadata.google.internal/",
+        "https://localhost:6443/",
+        "http://169.254.169.254/",
+        "https://user:pw@hooks.example.org/x",
+        "http://hooks.example.org/x",
+    ],
+)
+def test_webhooks_into_the_internal_network_are_refused_at_registration(url: str) -> None:
+    """An introducer registered with a webhook to a private, loopback, link-local, CGNAT,
+    unique-local or metadata target (or with credentials, or plain http) is rejected as
+    invalid_value; the same registration to a public https URL is accepted."""
+    from coop_runtime.netguard import parse_allow_list
+    from ledger.application.admission import webhook_admission
+    from ledger.bootstrap import build_ephemeral_ledger
+    from ledger.settings import Settings
+
+    ledger = build_ephemeral_ledger()
+    raw = env(
+        {"introducer_id": "int-x", "display_name": "X", "webhook_url": url},
+        "coop.ledger.introducer.registered.v1",
+    )
+    [outcome] = ledger.ingest([raw])
+    assert (outcome.status, outcome.reason) == ("rejected", "invalid_value"), outcome
+    public = env(
+        {"introducer_id": "int-x", "display_name": "X", "webhook_url": "https://hooks.example.org/x"},
+        "coop.ledger.introducer.registered.v1",
+        id="erp-2",
+    )
+    assert ledger.ingest([public])[0].status == "accepted"
+    assert (
+        webhook_admission(parse_allow_list("10.0.0.5"))(
+            parse_envelope(
+                env(
+                    {"introducer_id": "i", "display_name": "X", "webhook_url": "https://10.0.0.5/h"},
+                    "coop.ledger.introducer.registered.v1",
+                )
+            ).fact
+        )
+        is None
+    )  # an allow-listed address passes
+    assert Settings(store_url="memory:", webhook_allow_hosts="127.0.0.1,localhost").webhook_allow_list()

@@ -63,3 +63,24 @@ def test_webhook_allow_list_is_parsed_at_start_up(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("NOTIFIER_WEBHOOK_ALLOW_HOSTS", "127.0.0.1,10.0.0.5/8")
     with pytest.raises(ValidationError, match=r"10\.0\.0\.5/8"):
         NotifierSettings()
+
+
+def test_configuration_errors_never_print_credentials() -> None:
+    """A bad notifier setting is reported without the SMTP password or NATS credentials."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {
+        **os.environ,
+        "NATS_URL": "nats://user:s3cr3t-nats@127.0.0.1:4222",
+        "NOTIFIER_SMTP_PASSWORD": "s3cr3t-smtp",
+        "NOTIFIER_SMTP_PORT": "not-a-port",
+    }
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "notifier"), "status"], env=env, capture_output=True, check=False
+    )
+    assert proc.returncode == 2
+    assert b"bad configuration" in proc.stderr
+    assert b"s3cr3t" not in proc.stderr + proc.stdout

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
+from ledger.application.admission import Admission, admit_everything
 from ledger.application.chain import GENESIS, canonical_json, chain_hash, fact_digest
 from ledger.application.contract import INBOUND_TYPES, Rejection, parse_envelope, type_of_fact
 from ledger.application.ports import FactStore, IntegrityCheckError, PositionConflictError, StoredFact
@@ -111,12 +112,15 @@ class Ledger:
         store: FactStore,
         clock: Callable[[], datetime],
         on_growth: Callable[[int], None] | None = None,
+        admission: Admission = admit_everything,
     ) -> None:
         """``on_growth`` is told how many facts the in-memory index just took (after each
-        stored batch and each page read back), e.g. to manage the process's heap."""
+        stored batch and each page read back), e.g. to manage the process's heap;
+        ``admission`` may reject well-formed facts by deployment policy (at intake only)."""
         self._store = store
         self._clock = clock
         self._on_growth = on_growth
+        self._admission = admission
         self.index = FactIndex()
 
     @property
@@ -167,9 +171,14 @@ class Ledger:
         for raw in messages:
             try:
                 p = parse_envelope(raw)
-                parsed.append((p.document, p.fact))
             except Rejection as rejection:
                 parsed.append(rejection.detached())
+                continue
+            refused = self._admission(p.fact)
+            if refused is not None:
+                parsed.append(Rejection(refused.reason, refused.message, p.envelope.id))
+            else:
+                parsed.append((p.document, p.fact))
         for _ in range(MAX_APPEND_ATTEMPTS):
             outcomes, new = self._decide(parsed)
             if not new:

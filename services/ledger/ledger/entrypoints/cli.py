@@ -125,7 +125,7 @@ def report(
     """Print the statement of a history: commissions, balances, donations, rebates."""
     day = _parse_day(as_of)
     if events is not None:
-        ledger = build_ephemeral_ledger()
+        ledger = build_ephemeral_ledger(settings=_settings())
         result = _feed(ledger, events)
         rejected, summary = result.rejected, result.summary()
     else:
@@ -263,7 +263,7 @@ class ExportFormat(StrEnum):
 
 def _source_ledger(events: Path | None) -> Any:
     if events is not None:
-        ledger = build_ephemeral_ledger()
+        ledger = build_ephemeral_ledger(settings=_settings())
         result = _feed(ledger, events)
         for r in result.rejected:
             err.print(f"{events}:{r.line}: {r.reason}: {r.message}")

@@ -111,10 +111,6 @@ def _failure(exc: Exception) -> SendFailure:
         codes = [r.code for r in exc.recipients]
         permanent = all(500 <= c < 600 for c in codes)
         return SendFailure("smtp_rejected", f"recipient refused {codes}", permanent=permanent)
-    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
-        return SendFailure("timeout", str(exc))
-    if isinstance(exc, aiosmtplib.SMTPConnectError):
-        return SendFailure("smtp_connect", str(exc))
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         permanent = 500 <= exc.code < 600
         reason = (
@@ -123,8 +119,16 @@ def _failure(exc: Exception) -> SendFailure:
             else ("smtp_5xx" if permanent else "smtp_4xx")
         )
         return SendFailure(reason, f"{exc.code} {exc.message}", permanent=permanent)
-    if isinstance(exc, aiosmtplib.SMTPNotSupported):  # e.g. STARTTLS required but not offered
-        return SendFailure("smtp_tls", str(exc), permanent=True)
-    if isinstance(exc, aiosmtplib.SMTPException | OSError):
-        return SendFailure("smtp_connect", f"{type(exc).__name__}: {exc}")
+    for kinds, reason, permanent in _FAILURES:
+        if isinstance(exc, kinds):
+            return SendFailure(reason, f"{type(exc).__name__}: {exc}"[:300], permanent=permanent)
     return SendFailure("error", f"{type(exc).__name__}: {exc}"[:300])
+
+
+#: Other failures, most specific first: (exception types, reason, permanent).
+_FAILURES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str, bool], ...] = (
+    ((aiosmtplib.SMTPTimeoutError, TimeoutError), "timeout", False),
+    (aiosmtplib.SMTPConnectError, "smtp_connect", False),
+    (aiosmtplib.SMTPNotSupported, "smtp_tls", True),  # e.g. STARTTLS required but not offered
+    ((aiosmtplib.SMTPException, OSError), "smtp_connect", False),
+)
