@@ -346,3 +346,30 @@ def test_slow_request_headers_are_cut_off(tmp_path: Path, nats: NatsServer) -> N
         assert status == 404 and json.loads(body)["error"]["reason"] == "not_found"
     finally:
         service.kill()
+
+
+def test_the_query_worker_dies_with_a_killed_service(tmp_path: Path, nats: NatsServer) -> None:
+    """SIGKILL of `ledger serve` takes its query worker process with it (no orphan keeps the
+    store open), and a new service answers queries with a new worker."""
+    service = LedgerProcess(nats.url, f"sqlite:///{tmp_path / 's.db'}", tmp_path).start()
+    assert service.process is not None
+    parent = service.process.pid
+    service.get_json("/report")  # the worker starts with the first query
+
+    def workers_of(pid: int) -> list[int]:
+        found = []
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                text = status.read_text()
+            except OSError:
+                continue
+            if f"\nPPid:\t{pid}\n" in text and "multiprocessing" in (status.parent / "cmdline").read_text():
+                found.append(int(status.parent.name))
+        return found
+
+    children = wait_for(lambda: workers_of(parent), 30, what="a query worker")
+    service.kill()
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), 30, what="the worker gone")
+    service.start()
+    assert "commissions" in service.get_json("/report")
+    service.kill()

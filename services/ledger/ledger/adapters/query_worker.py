@@ -11,7 +11,14 @@ replaced on the next query.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -26,11 +33,32 @@ if TYPE_CHECKING:
 __all__ = ["compute_in_worker", "start_worker_pool"]
 
 _LEDGER: Ledger | None = None
+_PR_SET_PDEATHSIG = 1
 
 
-def _initialize(env: dict[str, str]) -> None:
-    """In the worker: open the store and read it (the service's settings, as eventsourcing
-    environment variables)."""
+def _die_with_parent(parent_pid: int) -> None:
+    """The worker must not outlive the service (a SIGKILLed service would leave it behind):
+    on Linux the kernel kills it when the parent dies; elsewhere, and as a fallback, a thread
+    watches the parent and exits the process."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(0)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _initialize(env: dict[str, str], parent_pid: int) -> None:
+    """In the worker: tie its life to the service's, open the store and read it (the
+    service's settings, as eventsourcing environment variables)."""
+    _die_with_parent(parent_pid)
     global _LEDGER  # noqa: PLW0603 - one ledger per worker process
     from ledger.adapters.eventstore import EventSourcedFactStore
     from ledger.bootstrap import utc_now
@@ -57,5 +85,5 @@ def start_worker_pool(env: dict[str, str], workers: int) -> Executor:
     assert 1 <= workers <= 16, workers
     context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_initialize, initargs=(env,)
+        max_workers=workers, mp_context=context, initializer=_initialize, initargs=(env, os.getpid())
     )
