@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import orjson
@@ -61,9 +62,9 @@ def _initialize(env: dict[str, str], parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     global _LEDGER  # noqa: PLW0603 - one ledger per worker process
     from ledger.adapters.eventstore import EventSourcedFactStore
-    from ledger.bootstrap import utc_now
 
-    _LEDGER = Ledger(EventSourcedFactStore(env), utc_now)
+    # the worker only reads: its ledger never records, so its clock is never asked
+    _LEDGER = Ledger(EventSourcedFactStore(env), lambda: datetime.now(UTC))
     _LEDGER.catch_up()
 
 

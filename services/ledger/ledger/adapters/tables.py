@@ -126,6 +126,23 @@ def print_report_tables(report: dict[str, Any], console: Console) -> None:
             currency, sums["debits"], sums["credits"], "yes" if sums["debits"] == sums["credits"] else "NO"
         )
     console.print(trial)
+    if report.get("voids"):
+        voids = _table(
+            "Voids (facts taken back, counted nowhere)",
+            ["void_id", "target", "date", "reason", "requested_by", "approved_by", "applied"],
+            set(),
+        )
+        for v in report["voids"]:
+            voids.add_row(
+                v["void_id"],
+                f"{v['target_type']} {v['target_id']}",
+                v["date"],
+                v["reason"],
+                v["requested_by"],
+                v["approved_by"],
+                "yes" if v["applied"] else "not yet (target unknown)",
+            )
+        console.print(voids)
     if report["anomalies"]:
         anomalies = _table("Anomalies (kept, not counted)", ["kind", "fact_id", "message"], set())
         for a in report["anomalies"]:

@@ -24,6 +24,7 @@ from pydantic import (
     EmailStr,
     Field,
     HttpUrl,
+    PlainValidator,
     ValidationError,
     WithJsonSchema,
     model_validator,
@@ -197,6 +198,19 @@ class TermV1(BaseModel):
     months: Annotated[int, Field(ge=1, le=MAX_MONTHS)]
 
 
+def _voidable(value: object) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("wrong_type", "target_type must be a string")
+    if value not in f.VOIDABLE_TYPES:
+        raise PydanticCustomError(
+            "not_voidable",
+            "{value} cannot be voided (voidable: {types}); an invoice is corrected by a credit note, "
+            "and a void cannot itself be voided",
+            {"value": repr(value[:40]), "types": ", ".join(sorted(f.VOIDABLE_TYPES))},
+        )
+    return value
+
+
 def _both_or_neither(a: str, a_type: str, b: str, b_type: str) -> dict[str, Any]:
     """JSON Schema: ``a`` is given (not null) exactly when ``b`` is."""
     return {
@@ -356,6 +370,33 @@ class RebatePassedThroughV1(_Data):
     amount: Money
 
 
+class FactVoidedV1(_Data):
+    """A fact recorded in error, taken back (rules R8). Rule the schema cannot express:
+    ``requested_by`` and ``approved_by`` are two different people (``approval_required``)."""
+
+    TYPE: ClassVar[str] = "coop.ledger.fact.voided.v1"
+    FACT: ClassVar[type] = f.FactVoided
+    void_id: Id
+    target_type: Annotated[
+        str, PlainValidator(_voidable), WithJsonSchema({"type": "string", "enum": sorted(f.VOIDABLE_TYPES)})
+    ]
+    target_id: Id
+    date: Day
+    reason: Text
+    requested_by: Id
+    approved_by: Id
+
+    @model_validator(mode="after")
+    def _four_eyes(self) -> FactVoidedV1:
+        if self.requested_by == self.approved_by:
+            raise PydanticCustomError(
+                "approval_required",
+                "a void needs two people: approved_by must differ from requested_by ({who})",
+                {"who": self.requested_by},
+            )
+        return self
+
+
 # Envelope ------------------------------------------------------------------------------
 
 _EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
@@ -474,10 +515,14 @@ REASON_CODES = frozenset(
         "invalid_value",
         "invalid_data",
         "conflict",
+        "not_voidable",
+        "approval_required",
     }
 )
 
 _OUR_CODES = {
+    "not_voidable",
+    "approval_required",
     "money_as_number",
     "rate_as_number",
     "negative_amount",

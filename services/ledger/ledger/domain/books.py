@@ -53,6 +53,7 @@ from ledger.domain.purchasing import (
     rebate_shares,
     rebates,
 )
+from ledger.domain.voids import VoidLine, apply_voids
 
 __all__ = [
     "Anomaly",
@@ -65,6 +66,7 @@ __all__ = [
     "Posting",
     "RebateLine",
     "RebateShareLine",
+    "VoidLine",
     "build_books",
 ]
 
@@ -90,6 +92,10 @@ class Books:
     invoices: tuple[InvoiceIssued, ...] = ()
     credit_notes: tuple[CreditNoteIssued, ...] = ()
     pass_throughs: tuple[RebatePassedThrough, ...] = ()
+    purchases: tuple[PurchaseRecorded, ...] = ()
+    #: Every void (rules R8), and the facts they took back (counted nowhere).
+    voids: tuple[VoidLine, ...] = ()
+    voided: tuple[Fact, ...] = ()
 
 
 @dataclass
@@ -193,9 +199,11 @@ def _index(facts: Iterable[Fact], as_of: dt.date | None) -> _Index:
 
 
 def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
-    """Every figure of rules R1-R6 for ``facts`` counted up to ``as_of`` (inclusive)."""
-    ix = _index(facts, as_of)
-    anomalies: list[Anomaly] = []
+    """Every figure of rules R1-R6 for ``facts`` counted up to ``as_of`` (inclusive), the
+    voided facts left out at every as-of date (R8)."""
+    voiding = apply_voids(facts)
+    ix = _index(voiding.counted, as_of)
+    anomalies: list[Anomaly] = list(voiding.anomalies)
     postings: list[Posting] = []
 
     introductions = [
@@ -223,7 +231,8 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
     postings.extend(payout_posting(payout) for payout in ix.payouts)
 
     margin_lines = margins(ix.purchases, ix.resales, anomalies)
-    shares = rebate_shares(ix.rebates, ix.purchases, anomalies)
+    voided_purchases = frozenset(target_id for kind, target_id in voiding.targets if kind == "purchase")
+    shares = rebate_shares(ix.rebates, ix.purchases, anomalies, voided_purchases)
     postings.extend(rebate_postings(margin_lines, shares, ix.pass_throughs))
 
     postings.sort(key=lambda p: (p.date, p.kind, p.ref))
@@ -248,6 +257,9 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
             )
         ),
         pass_throughs=tuple(sorted(ix.pass_throughs, key=lambda p: (p.date, p.pass_through_id))),
+        purchases=tuple(sorted(ix.purchases.values(), key=lambda p: p.purchase_id)),
+        voids=voiding.voids,
+        voided=tuple(voiding.voided[key] for key in sorted(voiding.voided)),
     )
 
 

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import MofNCompleteColumn, Progress, TextColumn
 
 from coop_runtime.redact import redact_secrets
-from ledger.adapters.jsonl import read_lines
-from ledger.adapters.tables import print_report_tables
-from ledger.application.replay import ReplayResult, ingest_lines
-from ledger.application.report import render_report
+from ledger.application.queries import ReportQuery, answer
 from ledger.application.schemas import render_schema
-from ledger.bootstrap import build_ephemeral_ledger, build_ledger
+from ledger.bootstrap import build_ephemeral_ledger
+from ledger.entrypoints import corrections
+from ledger.entrypoints.common import (
+    Format,
+    emit,
+    err,
+    feed,
+    guard_store,
+    open_ledger,
+    parse_day,
+    settings_or_exit,
+    source_ledger,
+)
 from ledger.settings import Settings
 
 __all__ = ["app", "main"]
@@ -32,75 +39,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-
-#: Files with more lines than this show progress on stderr.
-PROGRESS_MIN_BYTES = 1 << 20
-
-
-class Format(StrEnum):
-    json = "json"
-    table = "table"
-
-
-def _parse_day(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
-
-
-def _feed(ledger: Any, path: Path) -> ReplayResult:
-    """Submit a JSON Lines file's facts to ``ledger``, with progress on stderr."""
-    try:
-        stream = path.open("rb")
-    except OSError as exc:
-        err.print(f"[red]error:[/red] cannot read {path}: {exc.strerror}")
-        raise typer.Exit(2) from None
-    size = path.stat().st_size if path.is_file() else 0
-    show = size >= PROGRESS_MIN_BYTES
-    offset = 0
-
-    def numbered() -> Any:
-        nonlocal offset
-        for line in read_lines(stream):
-            offset = line.offset
-            yield line.number, line.raw
-
-    with stream:
-        if not show:
-            return ingest_lines(ledger, numbered())
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeRemainingColumn(),
-            MofNCompleteColumn(),
-            console=err,
-            transient=True,
-            disable=not err.is_terminal,
-        ) as progress:
-            task = progress.add_task(f"reading {path.name}", total=size)
-            marks = [0]
-
-            def on_batch(result: ReplayResult) -> None:
-                progress.update(task, completed=offset)
-                if not err.is_terminal and offset * 10 // max(size, 1) > marks[0]:
-                    marks[0] = offset * 10 // max(size, 1)
-                    err.print(f"{path.name}: {result.lines} lines, {offset * 100 // max(size, 1)}%")
-
-            return ingest_lines(ledger, numbered(), on_batch=on_batch)
-
-
-def _emit(report: dict[str, Any], fmt: Format | None) -> None:
-    chosen = fmt or (Format.table if sys.stdout.isatty() else Format.json)
-    if chosen is Format.json:
-        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-        sys.stdout.flush()
-    else:
-        print_report_tables(report, Console(width=max(Console().width, 140)))
 
 
 @app.command()
@@ -123,26 +61,16 @@ def report(
     ] = None,
 ) -> None:
     """Print the statement of a history: commissions, balances, donations, rebates."""
-    day = _parse_day(as_of)
+    day = parse_day(as_of)
     if events is not None:
-        ledger = build_ephemeral_ledger(settings=_settings())
-        result = _feed(ledger, events)
+        ledger = build_ephemeral_ledger(settings=settings_or_exit())
+        result = feed(ledger, events)
         rejected, summary = result.rejected, result.summary()
     else:
-        ledger = _open_ledger(_settings())
+        ledger = open_ledger(settings_or_exit())
         rejected, summary = [], None
-    books = ledger.books(as_of=day, at_position=at_position)
-    position = ledger.head_position if at_position is None else min(at_position, ledger.head_position)
-    _emit(
-        render_report(
-            books,
-            head_position=position,
-            head_hash=ledger.hash_at(position),
-            rejected=rejected,
-            summary=summary,
-        ),
-        fmt,
-    )
+    query = ReportQuery(as_of=day, at_position=at_position)
+    emit(answer(ledger, query, rejected=rejected, summary=summary), fmt)
 
 
 @app.command()
@@ -150,11 +78,11 @@ def ingest(
     files: Annotated[list[Path], typer.Argument(help="CloudEvents JSON Lines files to append to the store.")],
 ) -> None:
     """Append files' facts to the configured store (idempotent: re-running changes nothing)."""
-    settings = _settings()
-    ledger = _open_ledger(settings)
+    settings = settings_or_exit()
+    ledger = open_ledger(settings)
     total: dict[str, int] = {"lines": 0, "accepted": 0, "duplicates": 0, "rejected": 0}
     for path in files:
-        result = _feed(ledger, path)
+        result = feed(ledger, path)
         for r in result.rejected:
             err.print(
                 f"{path}:{r.line}: {r.reason}: {r.message}"
@@ -202,7 +130,7 @@ def serve() -> None:
     from coop_runtime.logs import configure_logging
     from ledger.bootstrap import build_app
 
-    settings = _settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
     logger = structlog.get_logger("ledger")
     logger.info("ledger starting", config=settings.effective())
@@ -238,7 +166,7 @@ def publish(
 
     from ledger.adapters.publish import PublishError, publish_files
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         options = settings.nats_connect_options()
     except ValueError as exc:
@@ -259,16 +187,6 @@ class ExportFormat(StrEnum):
     beancount = "beancount"
     csv = "csv"
     journal = "journal-csv"
-
-
-def _source_ledger(events: Path | None) -> Any:
-    if events is not None:
-        ledger = build_ephemeral_ledger(settings=_settings())
-        result = _feed(ledger, events)
-        for r in result.rejected:
-            err.print(f"{events}:{r.line}: {r.reason}: {r.message}")
-        return ledger
-    return _open_ledger(_settings())
 
 
 @app.command()
@@ -295,8 +213,8 @@ def export(
     """Export the history (CloudEvents JSON Lines, in log order) or the books (beancount, CSV)."""
     from ledger.adapters.exports import beancount_text, commissions_csv, journal_csv
 
-    day, start = _parse_day(as_of), _parse_day(since)
-    ledger = _source_ledger(events)
+    day, start = parse_day(as_of), parse_day(since)
+    ledger = source_ledger(events)
     sink = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
         if fmt is ExportFormat.cloudevents:
@@ -340,8 +258,8 @@ def statement(
 
     if (client is None) == (introducer is None):
         raise typer.BadParameter("give exactly one of --client or --introducer")
-    ledger = _source_ledger(events)
-    books = ledger.books(as_of=_parse_day(as_of))
+    ledger = source_ledger(events)
+    books = ledger.books(as_of=parse_day(as_of))
     head = {"position": ledger.head_position, "hash": ledger.head_hash}
     doc = (
         client_statement(books, client, head)
@@ -358,6 +276,8 @@ def statement(
     else:
         sys.stdout.write(text)
 
+
+app.command("void")(corrections.void)
 
 audit_app = typer.Typer(name="audit", help="Verify the stored history.", no_args_is_help=True)
 app.add_typer(audit_app)
@@ -393,11 +313,11 @@ def audit_verify(
     from ledger.application.pipeline import OUTBOX
     from ledger.bootstrap import build_store
 
-    settings = _settings()
+    settings = settings_or_exit()
     checkpoints = [_checkpoint(text) for text in against or []]
     if published:
         checkpoints += _published_checkpoints(settings)
-    store: EventSourcedFactStore = _guard_store(settings, lambda: build_store(settings))
+    store: EventSourcedFactStore = guard_store(settings, lambda: build_store(settings))
     freezer = HeapFreezer(settings.heap_freeze_every_facts)
 
     def records() -> Any:
@@ -482,46 +402,6 @@ def _checkpoint(text: str) -> Any:
         return Checkpoint.parse(text)
     except (ValueError, KeyError, TypeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--against") from None
-
-
-def _guard_store(settings: Settings, action: Any) -> Any:
-    """Run ``action``; a store that cannot be reached or does not verify is a clear error."""
-    from eventsourcing.persistence import PersistenceError
-
-    from ledger.application.ports import IntegrityCheckError
-
-    try:
-        return action()
-    except IntegrityCheckError as exc:
-        err.print(f"[red]integrity error:[/red] {exc}")
-        raise typer.Exit(3) from None
-    except (PersistenceError, OSError) as exc:
-        err.print(
-            f"[red]error:[/red] cannot use the store {settings.redacted_store_url()}: "
-            f"{redact_secrets(str(exc))}"
-        )
-        raise typer.Exit(2) from None
-
-
-def _open_ledger(settings: Settings) -> Any:
-    """The ledger on the configured store, caught up."""
-
-    def open_and_catch_up() -> Any:
-        ledger = build_ledger(settings)
-        ledger.catch_up()
-        return ledger
-
-    return _guard_store(settings, open_and_catch_up)
-
-
-def _settings() -> Settings:
-    try:
-        settings = Settings()
-        settings.eventsourcing_env()
-    except ValueError as exc:
-        err.print(f"[red]configuration error:[/red] {redact_secrets(str(exc))}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
-    return settings
 
 
 def main() -> None:

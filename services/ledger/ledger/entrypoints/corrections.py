@@ -1,0 +1,50 @@
+"""``ledger void``: take back a fact recorded in error, with a second person's approval
+(rules R8)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from ledger.domain.facts import VOIDABLE_TYPES
+from ledger.entrypoints.common import parse_day
+from ledger.entrypoints.record import new_id, record_fact
+
+__all__ = ["void"]
+
+
+def void(
+    target_type: Annotated[
+        str, typer.Option("--type", help=f"What to take back: {', '.join(sorted(VOIDABLE_TYPES))}.")
+    ],
+    target_id: Annotated[str, typer.Option("--id", help="Its business id (e.g. the payment_id).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it was an error (1-500 characters).")],
+    requested_by: Annotated[str, typer.Option("--requested-by", help="Who asks for the correction.")],
+    approved_by: Annotated[
+        str, typer.Option("--approved-by", help="Who approves it (a second person: not the requester).")
+    ],
+    void_id: Annotated[
+        str | None, typer.Option("--void-id", help="The void's id (default: a new one).")
+    ] = None,
+    day: Annotated[str | None, typer.Option("--date", help="The void's date (default: today, UTC).")] = None,
+    ingest: Annotated[
+        bool, typer.Option("--ingest", help="Append to the configured store instead of publishing over NATS.")
+    ] = False,
+) -> None:
+    """Void a fact recorded in error: it counts nowhere from then on, at any as-of date.
+    Rejected before anything is sent when the type cannot be voided or one person both asks
+    and approves."""
+    chosen = parse_day(day) or datetime.now(UTC).date()
+    identifier = void_id or new_id("void")
+    data = {
+        "void_id": identifier,
+        "target_type": target_type,
+        "target_id": target_id,
+        "date": chosen.isoformat(),
+        "reason": reason,
+        "requested_by": requested_by,
+        "approved_by": approved_by,
+    }
+    record_fact("fact.voided", data, envelope_id=f"void:{identifier}", ingest=ingest)
