@@ -102,8 +102,15 @@ def test_each_voidable_type_is_accepted(kind: str) -> None:
 
 
 def _without(history: list[dict[str, Any]], target: tuple[str, str]) -> list[dict[str, Any]]:
+    """The history without the target; a purchase also leaves the rebates that list it (R8:
+    a rebate is split over its other purchases; one left with none is not split at all)."""
     out = []
     for doc in history:
+        if target[0] == "purchase" and doc["type"] == "coop.ledger.rebate.received.v1":
+            kept = [p for p in doc["data"]["purchase_ids"] if p != target[1]]
+            if kept:
+                out.append({**doc, "data": {**doc["data"], "purchase_ids": kept}})
+            continue
         kind = doc["type"].removeprefix("coop.ledger.").removesuffix(".v1")
         if kind in VOIDABLE_ID_FIELDS:
             target_type, field = VOIDABLE_ID_FIELDS[kind]
@@ -118,8 +125,8 @@ def _without(history: list[dict[str, Any]], target: tuple[str, str]) -> list[dic
 def test_a_void_gives_the_books_of_the_history_without_its_target(
     history: list[dict[str, Any]], data: st.DataObject
 ) -> None:
-    """History + a void of X gives the same figures as the history without X, for every
-    voidable X, at any as-of date."""
+    """History + a void of X gives the same figures as the history without X (a purchase
+    also out of the rebates that list it), for every voidable X, at any as-of date."""
     targets = voidable_targets(history)
     if not targets:
         return

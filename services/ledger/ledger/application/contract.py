@@ -42,6 +42,7 @@ from ledger.application.fields import (
     EnvelopeType,
     Id,
     Money,
+    Period,
     Rate,
     Text,
     Timestamp,
@@ -53,6 +54,7 @@ from ledger.application.fields import (
 from ledger.domain import facts as f
 from ledger.domain.calendar import MAX_MONTHS
 from ledger.domain.money import fits_currency, minor_unit_exponent
+from ledger.domain.periods import month_end
 
 __all__ = [
     "INBOUND_TYPES",
@@ -397,6 +399,37 @@ class FactVoidedV1(_Data):
         return self
 
 
+class PeriodClosedV1(_Data):
+    """A month closed by the treasurer (rules R9). Rules the schema cannot express:
+    ``closed_by`` and ``approved_by`` are two different people (``approval_required``), and
+    ``date`` is after the month's last day (``period_not_ended``); each close must be the
+    month right after the last closed one (``period_out_of_order``, checked against the log)."""
+
+    TYPE: ClassVar[str] = "coop.ledger.period.closed.v1"
+    FACT: ClassVar[type] = f.PeriodClosed
+    period: Period
+    date: Day
+    closed_by: Id
+    approved_by: Id
+
+    @model_validator(mode="after")
+    def _closable(self) -> PeriodClosedV1:
+        if self.closed_by == self.approved_by:
+            raise PydanticCustomError(
+                "approval_required",
+                "a close needs two people: approved_by must differ from closed_by ({who})",
+                {"who": self.closed_by},
+            )
+        end = month_end(self.period)
+        if self.date <= end:
+            raise PydanticCustomError(
+                "period_not_ended",
+                "{period} ends on {end}: it can be closed from the next day, not on {date}",
+                {"period": self.period, "end": end.isoformat(), "date": self.date.isoformat()},
+            )
+        return self
+
+
 # Envelope ------------------------------------------------------------------------------
 
 _EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
@@ -517,10 +550,13 @@ REASON_CODES = frozenset(
         "conflict",
         "not_voidable",
         "approval_required",
+        "period_not_ended",
+        "period_out_of_order",
     }
 )
 
 _OUR_CODES = {
+    "period_not_ended",
     "not_voidable",
     "approval_required",
     "money_as_number",

@@ -47,6 +47,7 @@ from ledger.domain.facts import (
     InvoiceIssued,
     PaymentReceived,
     PayoutRecorded,
+    PeriodClosed,
     PurchaseRecorded,
     RebatePassedThrough,
     RebateReceived,
@@ -283,6 +284,9 @@ class Deriver:
         for purchase_id in fact.purchase_ids:
             self._facts.rebates_by_purchase[purchase_id].append(fact)
         scope.clients |= self._clients_of_rebates([fact])
+
+    def _close(self, fact: PeriodClosed, scope: _Scope) -> None:
+        """A close changes no figure (the pipeline announces it with the month's totals)."""
 
     def _pass_through(self, fact: RebatePassedThrough, scope: _Scope) -> None:
         self._facts.pass_throughs[fact.client_id].append(fact)
@@ -523,6 +527,7 @@ _INDEXERS: dict[type, Callable[[Deriver, Any, _Scope], None]] = {
     ResaleInvoiced: Deriver._resale,
     RebateReceived: Deriver._rebate,
     RebatePassedThrough: Deriver._pass_through,
+    PeriodClosed: Deriver._close,
 }
 
 

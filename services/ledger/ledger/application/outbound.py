@@ -25,6 +25,7 @@ __all__ = [
     "commission_payload",
     "donation_payload",
     "introducer_payload",
+    "period_closed_payload",
     "rebate_owed_payload",
     "void_payload",
 ]
@@ -156,6 +157,33 @@ class RebatePassedThrough(_Out):
     outstanding: Amount
 
 
+class PeriodTotals(_Out):
+    """One currency's closing figures, added over beneficiaries and over clients."""
+
+    currency: str
+    beneficiaries_accrued: Amount
+    beneficiaries_payable: Amount
+    beneficiaries_paid: Amount
+    beneficiaries_outstanding: Amount
+    clients_owed: Amount
+    clients_passed_through: Amount
+    clients_outstanding: Amount
+
+
+class PeriodClosedOut(_Out):
+    """A month was closed (rules R9) and its statement frozen: the close, the log position
+    of the statement, and its closing totals per currency (``ledger report --period`` or
+    ``GET /report/period`` give the whole statement)."""
+
+    period: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+    date: Day
+    closed_by: str
+    approved_by: str
+    position: int = Field(ge=1)
+    rows: int = Field(ge=0)
+    totals: list[PeriodTotals]
+
+
 class AuditCheckpoint(_Out):
     """The hash-chain head at a position, published periodically so that a copy lives
     outside the store (`ledger audit verify --against POSITION:HASH`)."""
@@ -173,6 +201,7 @@ OUTBOUND_MODELS: dict[str, type[_Out]] = {
     "rebate.owed": RebateOwed,
     "rebate.passed_through": RebatePassedThrough,
     "fact.voided": FactVoidedOut,
+    "period.closed": PeriodClosedOut,
     "audit.checkpoint": AuditCheckpoint,
 }
 
@@ -306,4 +335,18 @@ def cause_payload(void: FactVoided) -> dict[str, str]:
         "target_type": void.target_type,
         "target_id": void.target_id,
         "reason": void.reason,
+    }
+
+
+def period_closed_payload(statement: dict[str, Any], totals: list[dict[str, Any]]) -> dict[str, Any]:
+    """:class:`PeriodClosedOut` from a closed month's statement document."""
+    close = statement["close"]
+    return {
+        "period": close["period"],
+        "date": close["date"],
+        "closed_by": close["closed_by"],
+        "approved_by": close["approved_by"],
+        "position": close["position"],
+        "rows": len(statement["balances"]) + len(statement["rebates"]),
+        "totals": totals,
     }

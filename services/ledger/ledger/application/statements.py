@@ -50,38 +50,44 @@ def _commission(c: CommissionLine, names: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def void_parties(books: Books) -> dict[str, tuple[set[str], set[str]]]:
-    """For each applied void, the clients and introducers its target concerned (a void
-    appears on their statements)."""
+def void_parties(books: Books) -> dict[str, dict[str, list[str]]]:
+    """For each applied void, the clients, introducers and advisers its target concerned
+    (the void appears on their statements)."""
     invoices = {i.invoice_id: i for i in books.invoices}
-    purchases = {
-        p.purchase_id: p
-        for p in (*books.purchases, *(f for f in books.voided if isinstance(f, PurchaseRecorded)))
-    }
+    voided_purchases = (f for f in books.voided if isinstance(f, PurchaseRecorded))
+    purchases = {p.purchase_id: p for p in (*books.purchases, *voided_purchases)}
     line_introducers: dict[str, set[str]] = defaultdict(set)
     for c in books.commissions:
         line_introducers[c.invoice_id].add(c.introducer_id)
     by_target = {v.key: v for v in books.voided}
-    out: dict[str, tuple[set[str], set[str]]] = {}
+    out: dict[str, dict[str, list[str]]] = {}
     for void in books.voids:
         fact = by_target.get((void.target_type, void.target_id))
         clients: set[str] = set()
         introducers: set[str] = set()
+        advisers: set[str] = set()
         if isinstance(fact, IntroductionRecorded):
             clients.add(fact.client_id)
             introducers.add(fact.introducer_id)
+            advisers.add(fact.adviser_id)
         elif isinstance(fact, PaymentReceived) and fact.invoice_id in invoices:
             clients.add(invoices[fact.invoice_id].client_id)
+            advisers.add(invoices[fact.invoice_id].adviser_id)
             introducers |= line_introducers.get(fact.invoice_id, set())
         elif isinstance(fact, PayoutRecorded):
             introducers.add(fact.beneficiary_id)
+            advisers.add(fact.adviser_id)
         elif isinstance(fact, (PurchaseRecorded, RebatePassedThrough)):
             clients.add(fact.client_id)
         elif isinstance(fact, ResaleInvoiced) and fact.purchase_id in purchases:
             clients.add(purchases[fact.purchase_id].client_id)
         elif isinstance(fact, RebateReceived):
             clients |= {purchases[p].client_id for p in fact.purchase_ids if p in purchases}
-        out[void.void_id] = (clients, introducers)
+        out[void.void_id] = {
+            "clients": sorted(clients),
+            "introducers": sorted(introducers),
+            "advisers": sorted(advisers),
+        }
     return out
 
 
@@ -102,8 +108,8 @@ def _voids(
         for v in books.voids
         if v.applied
         and (
-            (client_id is not None and client_id in parties[v.void_id][0])
-            or (introducer_id is not None and introducer_id in parties[v.void_id][1])
+            (client_id is not None and client_id in parties[v.void_id]["clients"])
+            or (introducer_id is not None and introducer_id in parties[v.void_id]["introducers"])
         )
     ]
 

@@ -39,6 +39,7 @@ from ledger.domain.facts import (
     InvoiceIssued,
     PaymentReceived,
     PayoutRecorded,
+    PeriodClosed,
     PurchaseRecorded,
     RebatePassedThrough,
     RebateReceived,
@@ -93,6 +94,7 @@ class Books:
     credit_notes: tuple[CreditNoteIssued, ...] = ()
     pass_throughs: tuple[RebatePassedThrough, ...] = ()
     purchases: tuple[PurchaseRecorded, ...] = ()
+    payouts: tuple[PayoutRecorded, ...] = ()
     #: Every void (rules R8), and the facts they took back (counted nowhere).
     voids: tuple[VoidLine, ...] = ()
     voided: tuple[Fact, ...] = ()
@@ -181,6 +183,11 @@ def _rebate(ix: _Index, fact: RebateReceived) -> None:
     ix.rebates.append(fact)
 
 
+@_indexes(PeriodClosed)
+def _close(ix: _Index, fact: PeriodClosed) -> None:
+    """A close changes no figure (its statement is computed from the others, rules R9)."""
+
+
 @_indexes(RebatePassedThrough)
 def _pass_through(ix: _Index, fact: RebatePassedThrough) -> None:
     ix.pass_throughs.append(fact)
@@ -258,6 +265,7 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
         ),
         pass_throughs=tuple(sorted(ix.pass_throughs, key=lambda p: (p.date, p.pass_through_id))),
         purchases=tuple(sorted(ix.purchases.values(), key=lambda p: p.purchase_id)),
+        payouts=tuple(sorted(ix.payouts, key=lambda p: (p.date, p.payout_id))),
         voids=voiding.voids,
         voided=tuple(voiding.voided[key] for key in sorted(voiding.voided)),
     )

@@ -25,6 +25,7 @@ __all__ = [
     "InvoiceIssued",
     "PaymentReceived",
     "PayoutRecorded",
+    "PeriodClosed",
     "PurchaseRecorded",
     "RebatePassedThrough",
     "RebateReceived",
@@ -269,6 +270,26 @@ class FactVoided:
     @property
     def business_date(self) -> dt.date | None:
         # a voided fact counts nowhere at every as-of date: the void is never filtered out
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodClosed:
+    """The treasurer closes a month (rules R9): its statement is frozen from then on.
+    ``period`` is ``YYYY-MM`` (the business id); ``date`` is the day it was closed."""
+
+    period: str
+    date: dt.date
+    closed_by: str
+    approved_by: str
+
+    @property
+    def key(self) -> FactKey:
+        return ("period", self.period)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        # a close changes no figure: it is never filtered out by --as-of
         return None
 
 

@@ -13,10 +13,11 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TextColumn
 
 from coop_runtime.redact import redact_secrets
-from ledger.application.queries import ReportQuery, answer
+from ledger.adapters.tables import print_period_tables
+from ledger.application.queries import QueryError, ReportQuery, answer
 from ledger.application.schemas import render_schema
 from ledger.bootstrap import build_ephemeral_ledger
-from ledger.entrypoints import corrections
+from ledger.entrypoints import corrections, statements
 from ledger.entrypoints.common import (
     Format,
     emit,
@@ -56,11 +57,21 @@ def report(
     at_position: Annotated[
         int | None, typer.Option("--at-position", min=0, help="Report as of the N-th stored fact.")
     ] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            help="A month's statement (YYYY-MM): frozen when closed, provisional for the next open month.",
+        ),
+    ] = None,
     fmt: Annotated[
         Format | None, typer.Option("--format", help="json (default when not a terminal) or table.")
     ] = None,
 ) -> None:
-    """Print the statement of a history: commissions, balances, donations, rebates."""
+    """Print the statement of a history: commissions, balances, donations, rebates (or, with
+    --period, one month's statement: opening, prior-period adjustments, movements, closing)."""
+    if period is not None and (as_of is not None or at_position is not None):
+        raise typer.BadParameter("--period goes alone (a month's statement has its own position)")
     day = parse_day(as_of)
     if events is not None:
         ledger = build_ephemeral_ledger(settings=settings_or_exit())
@@ -69,6 +80,14 @@ def report(
     else:
         ledger = open_ledger(settings_or_exit())
         rejected, summary = [], None
+    if period is not None:
+        try:
+            statement = answer(ledger, ReportQuery.from_params("period", {"period": period}))
+        except QueryError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+        emit(statement, fmt, tables=print_period_tables)
+        return
     query = ReportQuery(as_of=day, at_position=at_position)
     emit(answer(ledger, query, rejected=rejected, summary=summary), fmt)
 
@@ -206,78 +225,53 @@ def export(
     events: Annotated[
         Path | None, typer.Option("--events", help="Export a replayed file instead of the store.")
     ] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            help="The books as a closed month (YYYY-MM) left them: the facts up to its close, as of "
+            "its last day (beancount: the balance assertions at its end are its frozen closing).",
+        ),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
 ) -> None:
     """Export the history (CloudEvents JSON Lines, in log order) or the books (beancount, CSV)."""
     from ledger.adapters.exports import beancount_text, commissions_csv, journal_csv
+    from ledger.domain.periods import month_end
 
     day, start = parse_day(as_of), parse_day(since)
     ledger = source_ledger(events)
+    at_position = None
+    if period is not None:
+        if as_of is not None:
+            raise typer.BadParameter("--period and --as-of do not go together")
+        closed = ledger.index.closes.get(period)
+        if closed is None:
+            closed_months = ", ".join(sorted(ledger.index.closes)) or "none"
+            err.print(f"[red]error:[/red] {period} is not a closed month (closed: {closed_months})")
+            raise typer.Exit(1)
+        day, at_position = month_end(period), closed[0]
     sink = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
         if fmt is ExportFormat.cloudevents:
-            for line in ledger.history(as_of=day, since=start):
+            for line in ledger.history(as_of=day, since=start, at_position=at_position):
                 sink.write(line.decode("utf-8") + "\n")
         elif fmt is ExportFormat.beancount:
-            sink.write(beancount_text(ledger.books(as_of=day), since=start))
+            sink.write(beancount_text(ledger.books(as_of=day, at_position=at_position), since=start))
         elif fmt is ExportFormat.journal:
-            sink.write(journal_csv(ledger.books(as_of=day), since=start))
+            sink.write(journal_csv(ledger.books(as_of=day, at_position=at_position), since=start))
         else:
-            sink.write(commissions_csv(ledger.books(as_of=day), since=start))
+            sink.write(commissions_csv(ledger.books(as_of=day, at_position=at_position), since=start))
     finally:
         if output:
             sink.close()
 
 
-class StatementFormat(StrEnum):
-    html = "html"
-    json = "json"
-
-
-@app.command()
-def statement(
-    client: Annotated[str | None, typer.Option("--client", help="The client's id.")] = None,
-    introducer: Annotated[str | None, typer.Option("--introducer", help="The introducer's id.")] = None,
-    fmt: Annotated[
-        StatementFormat, typer.Option("--format", help="html (printable page) or json.")
-    ] = StatementFormat.html,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Only facts dated up to this day.")] = None,
-    events: Annotated[
-        Path | None, typer.Option("--events", help="A replayed file instead of the store.")
-    ] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
-    ] = None,
-) -> None:
-    """A transparency statement for one client (every invoice, the commission on it and who
-    gets it, rebates owed back) or one introducer."""
-    from ledger.adapters.statement_html import render_statement_html
-    from ledger.application.statements import client_statement, introducer_statement
-
-    if (client is None) == (introducer is None):
-        raise typer.BadParameter("give exactly one of --client or --introducer")
-    ledger = source_ledger(events)
-    books = ledger.books(as_of=parse_day(as_of))
-    head = {"position": ledger.head_position, "hash": ledger.head_hash}
-    doc = (
-        client_statement(books, client, head)
-        if client is not None
-        else introducer_statement(books, introducer or "", head)
-    )
-    text = (
-        render_statement_html(doc)
-        if fmt is StatementFormat.html
-        else json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-    )
-    if output:
-        output.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
-
-
+app.command("statement")(statements.statement)
 app.command("void")(corrections.void)
+app.command("close")(corrections.close)
 
 audit_app = typer.Typer(name="audit", help="Verify the stored history.", no_args_is_help=True)
 app.add_typer(audit_app)
@@ -355,6 +349,7 @@ def audit_verify(
             clock=time.perf_counter,
             progress=tick,
             parsed=freezer.freeze_now,  # the parsed facts stay until the end: out of the collector's way
+            stored_statement=store.load_statement,
         )
     store.close()
     summary = result.summary()

@@ -4,6 +4,7 @@ settings and the store (each failure a clear message and an exit status), feedin
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -96,13 +97,18 @@ def feed(ledger: Any, path: Path) -> ReplayResult:
             return ingest_lines(ledger, numbered(), on_batch=on_batch)
 
 
-def emit(report: dict[str, Any], fmt: Format | None) -> None:
+def emit(
+    report: dict[str, Any],
+    fmt: Format | None,
+    tables: Callable[[dict[str, Any], Console], None] = print_report_tables,
+) -> None:
+    """JSON (the default off a terminal) or tables."""
     chosen = fmt or (Format.table if sys.stdout.isatty() else Format.json)
     if chosen is Format.json:
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.flush()
     else:
-        print_report_tables(report, Console(width=max(Console().width, 140)))
+        tables(report, Console(width=max(Console().width, 140)))
 
 
 def guard_store(settings: Settings, action: Any) -> Any:

@@ -1,5 +1,5 @@
-"""``ledger void``: take back a fact recorded in error, with a second person's approval
-(rules R8)."""
+"""Corrections and closes, each by two people: ``ledger void`` takes back a fact recorded in
+error (rules R8), ``ledger close`` closes a month (rules R9)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ledger.domain.facts import VOIDABLE_TYPES
 from ledger.entrypoints.common import parse_day
 from ledger.entrypoints.record import new_id, record_fact
 
-__all__ = ["void"]
+__all__ = ["close", "void"]
 
 
 def void(
@@ -48,3 +48,26 @@ def void(
         "approved_by": approved_by,
     }
     record_fact("fact.voided", data, envelope_id=f"void:{identifier}", ingest=ingest)
+
+
+def close(
+    period: Annotated[str, typer.Option("--period", help="The month to close, YYYY-MM.")],
+    closed_by: Annotated[str, typer.Option("--closed-by", help="Who closes it (the treasurer).")],
+    approved_by: Annotated[
+        str, typer.Option("--approved-by", help="Who approves it (a second person: not the one closing).")
+    ],
+    day: Annotated[
+        str | None,
+        typer.Option("--date", help="The close's date, after the month's end (default: today, UTC)."),
+    ] = None,
+    ingest: Annotated[
+        bool, typer.Option("--ingest", help="Append to the configured store instead of publishing over NATS.")
+    ] = False,
+) -> None:
+    """Close a month: its statement is frozen from then on; facts that arrive later and are
+    dated in it show as prior-period adjustments of the next month. Rejected before
+    anything is sent when the month has not ended or one person both closes and approves;
+    the ledger rejects a month that is not the one after the last closed."""
+    chosen = parse_day(day) or datetime.now(UTC).date()
+    data = {"period": period, "date": chosen.isoformat(), "closed_by": closed_by, "approved_by": approved_by}
+    record_fact("period.closed", data, envelope_id=f"close:{period}", ingest=ingest)
