@@ -200,8 +200,12 @@ def test_the_beancount_books_of_a_closed_month_assert_its_frozen_closing(tmp_pat
     from tests.ledger.unit.test_periods import credit_note
 
     path = tmp_path / "h.jsonl"
-    path.write_text("\n".join([*history(), credit_note("CN-LATE", "2025-0311", "2025-03-20", "400.00")]) + "\n")
-    text = run_cli("export", "--events", str(path), "--format", "beancount", "--period", "2025-03").stdout.decode()
+    path.write_text(
+        "\n".join([*history(), credit_note("CN-LATE", "2025-0311", "2025-03-20", "400.00")]) + "\n"
+    )
+    text = run_cli(
+        "export", "--events", str(path), "--format", "beancount", "--period", "2025-03"
+    ).stdout.decode()
     entries, errors, _ = loader.load_string(text)
     assert not errors, [str(e.message) for e in errors[:3]]
     asserted = {
@@ -209,8 +213,12 @@ def test_the_beancount_books_of_a_closed_month_assert_its_frozen_closing(tmp_pat
         for e in entries
         if type(e).__name__ == "Balance" and e.date.isoformat() == "2025-04-01"
     }
-    month = json.loads(run_cli("report", "--events", str(path), "--period", "2025-03", "--format", "json").stdout)
+    month = json.loads(
+        run_cli("report", "--events", str(path), "--period", "2025-03", "--format", "json").stdout
+    )
     row = next(r for r in month["balances"] if r["beneficiary_id"] == "int-marie")
     closing = {k: Decimal(v) for k, v in row["closing"].items()}
-    assert asserted[("Liabilities:Commissions:Accrued:Int-marie", "CHF")] == -(closing["accrued"] - closing["payable"])
+    assert asserted[("Liabilities:Commissions:Accrued:Int-marie", "CHF")] == -(
+        closing["accrued"] - closing["payable"]
+    )
     assert closing["accrued"] == Decimal("240.00")  # the late credit note is not in the closed month
