@@ -181,8 +181,8 @@ def compute_statement(
     to the head for a provisional one), the previous close and its closing figures."""
     parse_period(period)
     upto = len(facts)
-    before = build_books(facts, as_of=month_end(previous_period(period)))
-    end = build_books(facts, as_of=month_end(period))
+    before = build_books(facts, as_of=month_end(previous_period(period)), postings=False)
+    end = build_books(facts, as_of=month_end(period), postings=False)
     rows = statement_rows(figures_of(before), figures_of(end), previous_closing)
     since = previous.position if previous is not None else 0
     learned = [f for f in facts[since:upto] if isinstance(f, FactVoided)]

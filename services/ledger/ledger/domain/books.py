@@ -205,13 +205,14 @@ def _index(facts: Iterable[Fact], as_of: dt.date | None) -> _Index:
     return ix
 
 
-def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
+def build_books(facts: Iterable[Fact], as_of: dt.date | None = None, *, postings: bool = True) -> Books:
     """Every figure of rules R1-R6 for ``facts`` counted up to ``as_of`` (inclusive), the
-    voided facts left out at every as-of date (R8)."""
+    voided facts left out at every as-of date (R8). Without ``postings`` the double-entry
+    postings (and the trial balance) are left empty: what the figures alone need."""
     voiding = apply_voids(facts)
     ix = _index(voiding.counted, as_of)
     anomalies: list[Anomaly] = list(voiding.anomalies)
-    postings: list[Posting] = []
+    journal: list[Posting] = []
 
     introductions = [
         introduction_line(intro, ix.by_pair.get((intro.adviser_id, intro.client_id), []))
@@ -233,16 +234,17 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
         )
     commissions.sort(key=lambda c: (c.invoice_id, c.introduction_id))
     _check_orphans(ix, anomalies)
-    for line in commissions:
-        postings.extend(commission_postings(line))
-    postings.extend(payout_posting(payout) for payout in ix.payouts)
+    if postings:
+        for line in commissions:
+            journal.extend(commission_postings(line))
+        journal.extend(payout_posting(payout) for payout in ix.payouts)
 
     margin_lines = margins(ix.purchases, ix.resales, anomalies)
     voided_purchases = frozenset(target_id for kind, target_id in voiding.targets if kind == "purchase")
     shares = rebate_shares(ix.rebates, ix.purchases, anomalies, voided_purchases)
-    postings.extend(rebate_postings(margin_lines, shares, ix.pass_throughs))
-
-    postings.sort(key=lambda p: (p.date, p.kind, p.ref))
+    if postings:
+        journal.extend(rebate_postings(margin_lines, shares, ix.pass_throughs))
+    journal.sort(key=lambda p: (p.date, p.kind, p.ref))
     return Books(
         as_of=as_of,
         introducers=tuple(sorted(ix.introducers.values(), key=lambda i: i.introducer_id)),
@@ -253,9 +255,9 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
         margins=tuple(margin_lines),
         rebate_shares=tuple(shares),
         rebates=rebates(margin_lines, shares, ix.pass_throughs),
-        postings=tuple(postings),
+        postings=tuple(journal),
         anomalies=tuple(sorted(set(anomalies), key=lambda a: (a.kind, a.fact_id, a.message))),
-        trial_balance=trial_balance(postings),
+        trial_balance=trial_balance(journal),
         invoices=tuple(sorted(ix.invoices.values(), key=lambda i: (i.issue_date, i.invoice_id))),
         credit_notes=tuple(
             sorted(
