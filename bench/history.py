@@ -31,8 +31,9 @@ passed through to the clients. About 64 stories are open at a time and their fac
 interleaved (each story in date order; the whole history roughly so), and clients start
 one after the other over five years, so the number of clients, introducers, advisers and
 suppliers grows with N while the facts per client stay bounded. The history always opens
-with one complete story that has every one of the 11 inbound types (fewer than 60 lines),
-so any N >= 200 contains all of them.
+with one complete story that has every one of the 12 inbound types (fewer than 70 lines),
+so any N >= 200 contains all of them. About 0.6 % of payments, payouts, pass-throughs and resales
+are typed twice by mistake and the copy voided by two people a few days later (rules R8).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ FACT_TYPES: dict[str, str] = {
         "resale.invoiced",
         "rebate.received",
         "rebate.passed_through",
+        "fact.voided",
     )
 }
 SOURCES: dict[str, str] = {
@@ -79,7 +81,18 @@ SOURCES: dict[str, str] = {
     "resale.invoiced": "purchasing-centre",
     "rebate.received": "purchasing-centre",
     "rebate.passed_through": "purchasing-centre",
+    "fact.voided": "back-office/corrections",
 }
+#: Facts typed twice by mistake and then voided (rules R8): how often, and which kinds
+#: (kind -> (business id field, void target type)).
+MISTAKE_RATE = 0.006
+MISTAKES = {
+    "payment.received": ("payment_id", "payment"),
+    "payout.recorded": ("payout_id", "payout"),
+    "rebate.passed_through": ("pass_through_id", "pass_through"),
+    "resale.invoiced": ("resale_id", "resale"),
+}
+REVIEWERS = ("tre-ana", "tre-luc", "tre-mei", "tre-ola")
 
 #: Day 0 of the generator's calendar; every date is an offset from it.
 EPOCH = date(2018, 1, 1)
@@ -615,6 +628,30 @@ class _Generator:
                     )
                 )
 
+    def _typed_twice(self, day: int, kind: str, data: dict[str, Any]) -> None:
+        """The fact is typed a second time by mistake (under another business id), and two
+        people void the copy a few days later (rules R8); now and then the void is
+        processed before the copy arrives."""
+        rng = self.rng
+        field_name, target_type = MISTAKES[kind]
+        number = self._next("void")
+        copy = {**data, field_name: f"{data[field_name]}-X{number}"}
+        requested, approved = rng.sample(REVIEWERS, 2)
+        later = min(day + rng.randint(1, 20), len(DAYS) - 1)
+        void = {
+            "void_id": f"VOID-{number:06d}",
+            "target_type": target_type,
+            "target_id": copy[field_name],
+            "date": DAYS[later],
+            "reason": f"{target_type.replace('_', ' ')} typed twice",
+            "requested_by": requested,
+            "approved_by": approved,
+        }
+        pair = [(day, kind, copy), (later, "fact.voided", void)]
+        if rng.random() < 0.1:
+            pair.reverse()
+        self.pending.extendleft(reversed(pair))
+
     # The stream --------------------------------------------------------------------------
 
     def lines(self) -> Iterator[str]:
@@ -627,6 +664,7 @@ class _Generator:
         for number in range(1, self.n_facts + 1):
             while not pending and (not pool or (opened and len(pool) < POOL)):
                 pool.append(self.story())
+            from_story = not pending
             if pending:
                 day, kind, data = pending.popleft()
             else:
@@ -639,6 +677,9 @@ class _Generator:
                     opened = True
                 if purchase is not None:
                     self.purchased(purchase)
+            showcase = not opened and kind == "payout.recorded" and not self.serial.get("void")
+            if from_story and kind in MISTAKES and (showcase or rng.random() < MISTAKE_RATE):
+                self._typed_twice(day, kind, data)
             yield dumps(
                 {
                     "specversion": "1.0",

@@ -1,7 +1,7 @@
 """`notifier serve` end to end: worked examples published through a real `ledger serve` on a
 real nats-server reach a real SMTP server (aiosmtpd) and a real HTTP receiver, once each,
 in the introducer's language, through a SIGKILL, a re-publication, an SMTP outage and a
-webhook that never answers 2xx."""
+webhook that never answers 2xx; a void (rules R8) gives one correction per commission line."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import nats as nats_client
 import pytest
 
 from notifier.domain.signature import introducer_secret, verify_signature
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, envelope
 from tests.notifier.support import (
     HttpReceiver,
     NotifierProcess,
@@ -42,6 +42,14 @@ MARIE_SUBJECTS = [
     f"Nouvelle commission : CHF{NBSP}180.00 sur la facture 2025-0920",
     f"Commission ajustée : CHF{NBSP}150.00 sur la facture 2025-0920",
     f"Nouvelle commission : CHF{NBSP}50.00 sur la facture 2026-0311",
+]
+
+VOID_REASON = "apport enregistré pour la mauvaise apporteuse"
+#: The commission lines of example 01's introduction, each taken back by its void (position 10).
+MARIE_CORRECTIONS = [
+    "10:commission.adjusted:2025-0311/intro-100",
+    "10:commission.adjusted:2025-0920/intro-100",
+    "10:commission.adjusted:2026-0311/intro-100",
 ]
 
 
@@ -337,3 +345,64 @@ def test_failing_webhook_ends_on_notifier_failed_and_can_be_resent(
     again = service.run_cli("resend-failed")
     assert json.loads(again.stdout) == {"claimed": 0, "sent": 0, "failed": 0}
     assert len(read_stream(nats.url, "NOTIFIER_FAILED")) == 2
+
+
+def test_voided_introduction_sends_one_correction_per_commission_line(
+    tmp_path: Path, nats: NatsServer, ledger_service: LedgerProcess, sink: SmtpSink
+) -> None:
+    """Example 01 then a void of its introduction: int-marie gets one French correction
+    e-mail per commission line, with the reason; a re-published correction sends nothing."""
+    service = notifier(tmp_path, nats, sink.port).start()
+    lines = example("01-standard-introduction")
+    publish(nats, tmp_path, lines)
+    wait_for(
+        lambda: settled(nats.url, ledger_service, len(lines)) and len(sink.received()) == 5,
+        60,
+        what="example 01's alerts",
+    )
+    void = envelope(
+        "fact.voided",
+        {
+            "void_id": "void-intro-100",
+            "target_type": "introduction",
+            "target_id": "intro-100",
+            "date": "2026-04-02",
+            "reason": VOID_REASON,
+            "requested_by": "tre-ana",
+            "approved_by": "tre-luc",
+        },
+        id="void-1",
+    )
+    publish(nats, tmp_path, [void], name="void")
+    # settled: every ledger.out message acked, so every alert it caused was sent before
+    wait_for(lambda: settled(nats.url, ledger_service, len(lines) + 1), 60, what="the void's events acked")
+    corrections = sorted(sink.received()[5:], key=lambda m: m.alert_id)
+    assert [m.alert_id for m in corrections] == MARIE_CORRECTIONS
+    assert [m.subject for m in corrections] == [
+        f"Correction : commission de CHF{NBSP}240.00 reprise sur la facture 2025-0311",
+        f"Correction : commission de CHF{NBSP}150.00 reprise sur la facture 2025-0920",
+        f"Correction : commission de CHF{NBSP}50.00 reprise sur la facture 2026-0311",
+    ]
+    for mail in corrections:
+        assert mail.rcpt_tos == ["marie@example.org"]
+        assert mail.message["Content-Language"] == "fr"
+        assert f"Motif donné     : {VOID_REASON}" in mail.text
+        assert "un fait avait été enregistré par erreur : l'apport intro-100." in mail.text
+    assert (
+        f"Exigible        : CHF{NBSP}0.00 sur cette facture (auparavant CHF{NBSP}240.00)"
+        in corrections[0].text
+    )
+    assert f"reste à verser : CHF{NBSP}-200.00" in corrections[-1].text
+    (tmp_path / "received-correction.eml").write_bytes(corrections[0].raw)  # for people to read
+
+    body = next(b for i, b in read_stream(nats.url, "LEDGER_OUT") if i == MARIE_CORRECTIONS[0])
+    assert body["data"]["cause"]["reason"] == VOID_REASON
+    raw = json.dumps(body).encode()
+    assert publish_raw(nats.url, [("ledger.out.commission.adjusted", raw, "correction-replayed-1")]) == [
+        False
+    ]
+    wait_for(lambda: settled(nats.url, ledger_service, len(lines) + 1), 30, what="the copy acked")
+    assert by_alert(sink.received()) == dict.fromkeys(MARIE + MARIE_CORRECTIONS, 1)
+    assert service.metric("notifier_events_total", {"kind": "fact.voided", "state": "ignored"}) == 1
+    assert service.metric("notifier_events_total", {"state": "invalid"}) == 0
+    assert service.terminate() == 0

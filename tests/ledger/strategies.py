@@ -26,6 +26,60 @@ def money(currency: str, max_units: int = 500_000) -> st.SearchStrategy[str]:
     )
 
 
+#: The business id field of each voidable fact type.
+VOIDABLE_ID_FIELDS = {
+    "introduction.recorded": ("introduction", "introduction_id"),
+    "payment.received": ("payment", "payment_id"),
+    "payout.recorded": ("payout", "payout_id"),
+    "purchase.recorded": ("purchase", "purchase_id"),
+    "resale.invoiced": ("resale", "resale_id"),
+    "rebate.received": ("rebate", "rebate_id"),
+    "rebate.passed_through": ("pass_through", "pass_through_id"),
+}
+
+
+def void_doc(number: int, target_type: str, target_id: str, day: str = "2026-01-15") -> dict[str, Any]:
+    """A void (rules R8) of ``target_type`` ``target_id`` by two people."""
+    return {
+        "specversion": "1.0",
+        "id": f"void-ev-{number}",
+        "source": "hypothesis",
+        "type": "coop.ledger.fact.voided.v1",
+        "data": {
+            "void_id": f"void-{number}",
+            "target_type": target_type,
+            "target_id": target_id,
+            "date": day,
+            "reason": "recorded in error",
+            "requested_by": "tre-ana",
+            "approved_by": "tre-luc",
+        },
+    }
+
+
+def voidable_targets(docs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(target_type, target_id) of every voidable fact of a history."""
+    out = []
+    for doc in docs:
+        kind = doc["type"].removeprefix("coop.ledger.").removesuffix(".v1")
+        if kind in VOIDABLE_ID_FIELDS:
+            target_type, field = VOIDABLE_ID_FIELDS[kind]
+            out.append((target_type, doc["data"][field]))
+    return out
+
+
+@st.composite
+def histories_with_voids(draw: st.DrawFn, max_invoices: int = 12) -> list[dict[str, Any]]:
+    """A history plus voids of some of its facts (a target voided twice at times, a void
+    of a fact the history does not hold at times)."""
+    docs = draw(histories(max_invoices))
+    targets = voidable_targets(docs)
+    chosen = draw(st.lists(st.sampled_from(targets), max_size=4)) if targets else []
+    if draw(st.booleans()):
+        chosen.append(draw(st.sampled_from([("payment", "pay-missing"), ("purchase", "pu-missing")])))
+    return docs + [void_doc(n, kind, ident) for n, (kind, ident) in enumerate(chosen)]
+
+
 @st.composite
 def histories(draw: st.DrawFn, max_invoices: int = 12) -> list[dict[str, Any]]:
     """A history as a list of CloudEvents documents with unique envelope and business ids."""

@@ -26,6 +26,7 @@ from aiosmtpd.controller import Controller
 
 from ledger.application.derive import Deriver
 from ledger.bootstrap import build_ephemeral_ledger
+from ledger.settings import Settings
 from notifier.adapters.sent_journal import FileSentJournal, journal_directory
 from notifier.adapters.store import SqliteAlertStore
 from notifier.application.delivery import Deliverer
@@ -44,9 +45,11 @@ T = TypeVar("T")
 # ledger events ---------------------------------------------------------------------------
 
 
-def derived_envelopes(lines: list[str]) -> list[LedgerEnvelope]:
-    """What the ledger would publish on ledger.out for these inbound lines."""
-    ledger = build_ephemeral_ledger()
+def derived_envelopes(lines: list[str], *, webhook_allow_hosts: str = "") -> list[LedgerEnvelope]:
+    """What the ledger would publish on ledger.out for these inbound lines (webhook URLs on
+    the hosts allowed, e.g. a loopback receiver, pass the ledger's admission)."""
+    settings = Settings(webhook_allow_hosts=webhook_allow_hosts) if webhook_allow_hosts else None
+    ledger = build_ephemeral_ledger(settings=settings)
     outcomes = ledger.ingest(lines)
     assert all(o.status != "rejected" for o in outcomes), [o for o in outcomes if o.status == "rejected"]
     deriver = Deriver()

@@ -99,6 +99,15 @@ def _register_nats_queries(broker: NatsBroker, service: LedgerService) -> None:
         return await reply(msg, "introducer")
 
     @broker.subscriber(
+        "ledger.query.period",
+        title="ledger.query.period",
+        description="Request/reply: a month's statement (rules R9), frozen when closed, provisional for the "
+        "next open month; body {period: YYYY-MM}; another month: error {reason: not_available}.",
+    )
+    async def query_period(msg: Any = Context("message")) -> bytes:
+        return await reply(msg, "period")
+
+    @broker.subscriber(
         "ledger.query.client",
         title="ledger.query.client",
         description="Request/reply: one client's view; body {client_id, as_of?, at_position?}.",

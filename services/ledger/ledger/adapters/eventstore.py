@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID, uuid5
 
 import orjson
@@ -36,6 +36,20 @@ class FactRecorded(DomainEvent):
 
 
 _TOPIC = f"{FactRecorded.__module__}:{FactRecorded.__qualname__}"
+
+
+@dataclass(frozen=True)
+class StatementFrozen(DomainEvent):
+    """The frozen statement of a closed month (rules R9), beside the log: a stream of its
+    own per month, one event (saving twice changes nothing)."""
+
+    period: str
+    close_position: int
+    statement_json: str
+
+
+def statement_stream(period: str) -> UUID:
+    return uuid5(LOG_ID, f"statement:{period}")
 
 
 class FactLogApplication(Application[UUID]):
@@ -133,6 +147,26 @@ class EventSourcedFactStore:
             except Exception as exc:  # an altered row: the audit reports it, never crashes on it
                 out.append((record.originator_version, f"{type(exc).__name__}: {exc}"[:300]))
         return out
+
+    def save_statement(self, period: str, position: int, body: bytes) -> None:
+        event = StatementFrozen(
+            originator_id=statement_stream(period),
+            originator_version=1,
+            timestamp=datetime.now(UTC),
+            period=period,
+            close_position=position,
+            statement_json=body.decode("utf-8"),
+        )
+        with contextlib.suppress(IntegrityError):  # saved already: the same statement
+            self.app.events.put([event])
+
+    def load_statement(self, period: str) -> bytes | None:
+        records = self.app.recorder.select_events(statement_stream(period), gt=0, limit=1)
+        if not records:
+            return None
+        event = self.app.mapper.to_domain_event(records[0])
+        assert isinstance(event, StatementFrozen), event
+        return event.statement_json.encode("utf-8")
 
     def close(self) -> None:
         self.app.close()

@@ -21,6 +21,7 @@ class MemoryFactStore:
         # envelopes kept as exact-size str (orjson's bytes carry spare capacity)
         self._facts: list[tuple[str, str, str, str]] = []
         self._tracking: dict[str, int] = {}
+        self._statements: dict[str, bytes] = {}
 
     def append(self, facts: Sequence[StoredFact]) -> None:
         if not facts:
@@ -49,6 +50,12 @@ class MemoryFactStore:
 
     def save_published_position(self, consumer: str, position: int) -> None:
         self._tracking[consumer] = max(position, self._tracking.get(consumer, 0))
+
+    def save_statement(self, period: str, position: int, body: bytes) -> None:
+        self._statements.setdefault(period, body)
+
+    def load_statement(self, period: str) -> bytes | None:
+        return self._statements.get(period)
 
     def close(self) -> None:
         self._facts.clear()

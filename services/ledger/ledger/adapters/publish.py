@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ledger.adapters.jsonl import read_lines
 
-__all__ = ["PublishError", "publish_files", "subject_for"]
+__all__ = ["PublishError", "publish_files", "publish_one", "subject_for", "wait_for_stream"]
 
 WINDOW = 512
 #: How long to wait for stream LEDGER_IN to answer before giving up (a NATS server or
@@ -69,7 +69,7 @@ async def publish_files(
     )
     js = nc.jetstream()
     try:
-        await _wait_for_stream(js)
+        await wait_for_stream(js)
     except Exception as exc:
         await nc.close()
         raise PublishError(
@@ -97,7 +97,7 @@ async def publish_files(
                             console.print(f"{path}:{line.number}: line too long, not published")
                             continue
                         subject, msg_id = subject_for(line.raw)
-                        pending.append(asyncio.ensure_future(_publish_one(js, subject, line.raw, msg_id)))
+                        pending.append(asyncio.ensure_future(publish_one(js, subject, line.raw, msg_id)))
                         if len(pending) >= WINDOW:
                             await _settle(pending, counts, console)
                             progress.update(task, completed=line.offset)
@@ -108,7 +108,7 @@ async def publish_files(
     return counts
 
 
-async def _wait_for_stream(js: Any) -> None:
+async def wait_for_stream(js: Any) -> None:
     """``stream_info("LEDGER_IN")`` until it answers, doubling the wait, for at most
     :data:`STREAM_WAIT_S` (then the last error is raised)."""
     loop = asyncio.get_running_loop()
@@ -127,7 +127,7 @@ async def _wait_for_stream(js: Any) -> None:
             delay_s = min(delay_s * 2, 5.0)
 
 
-async def _publish_one(js: Any, subject: str, raw: bytes, msg_id: str) -> object:
+async def publish_one(js: Any, subject: str, raw: bytes, msg_id: str) -> object:
     """Publish one message and wait for its PubAck, retrying (same ``Nats-Msg-Id``: JetStream
     de-duplicates) through a server restart or a leader change."""
     delay_s = 0.5

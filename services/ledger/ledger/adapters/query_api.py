@@ -37,7 +37,7 @@ from coop_runtime.http_guard import MAX_QUERY_BYTES
 from ledger.adapters.metrics import LedgerMetrics
 from ledger.adapters.query_worker import compute_in_worker, start_worker_pool
 from ledger.application.ledger import Ledger
-from ledger.application.queries import QueryError, ReportQuery, View, answer
+from ledger.application.queries import NotAvailableError, QueryError, ReportQuery, View, answer
 
 __all__ = ["Answer", "BusyError", "QueryService", "http_routes", "nats_answer", "query_params"]
 
@@ -226,6 +226,8 @@ def http_routes(service: QueryService) -> list[tuple[str, ASGIApp]]:
                 if view != "report" and "id" in params:
                     params[f"{view}_id"] = params.pop("id")
                 found = await service.answer(ReportQuery.from_params(view, params), "http")
+            except NotAvailableError as exc:
+                return json_response(_error("not_available", str(exc)), 404)
             except QueryError as exc:
                 return json_response(_error("bad_query", str(exc)), 400)
             except BusyError as exc:
@@ -246,6 +248,7 @@ def http_routes(service: QueryService) -> list[tuple[str, ASGIApp]]:
         ("/report", get(route("report"))),
         ("/report/introducer", get(route("introducer"))),
         ("/report/client", get(route("client"))),
+        ("/report/period", get(route("period"))),
     ]
 
 
@@ -265,13 +268,20 @@ async def nats_answer(service: QueryService, body: bytes, view: View, max_payloa
         if not service.authorized(params.pop("token", None)):
             return orjson.dumps(_error("unauthorized", "a valid token is required"))
         answer_json = await service.json(ReportQuery.from_params(view, params), "nats")
+    except NotAvailableError as exc:
+        return orjson.dumps(_error("not_available", str(exc)))
     except (QueryError, orjson.JSONDecodeError) as exc:
         return orjson.dumps(_error("bad_query", str(exc)))
     except BusyError as exc:
         return orjson.dumps(_error("busy", str(exc)))
     limit = max_payload - REPLY_MARGIN_BYTES
     if len(answer_json) > limit:
-        route = {"report": "/report", "introducer": "/report/introducer", "client": "/report/client"}[view]
+        route = {
+            "report": "/report",
+            "introducer": "/report/introducer",
+            "client": "/report/client",
+            "period": "/report/period",
+        }[view]
         log.warning("query answer too large for NATS", view=view, size=len(answer_json), limit=limit)
         return orjson.dumps(
             _error(

@@ -43,6 +43,44 @@ def _with_totals(title: str, rows: list[dict[str, Any]], columns: list[str], mon
     return table
 
 
+def print_period_tables(statement: dict[str, Any], console: Console) -> None:
+    """A month's statement (rules R9): per row, opening, adjustments, movements, closing."""
+    close = statement["close"]
+    state = (
+        f"closed on {close['date']} by {close['closed_by']}, approved by {close['approved_by']} "
+        f"(log position {close['position']})"
+        if close
+        else f"provisional, at log position {statement['head']['position']}"
+    )
+    console.print(f"[bold]Statement of {statement['period']}[/bold]: {state}")
+    for title, rows, who, names in (
+        (
+            "Commissions per beneficiary",
+            statement["balances"],
+            "beneficiary_id",
+            ("accrued", "payable", "paid", "outstanding"),
+        ),
+        (
+            "Owed back per client",
+            statement["rebates"],
+            "client_id",
+            ("owed", "passed_through", "outstanding"),
+        ),
+    ):
+        columns = [who, "currency", "figure", "opening", "adjustments", "movements", "closing"]
+        table = _table(title, columns, {"opening", "adjustments", "movements", "closing"})
+        for row in rows:
+            for n, name in enumerate(names):
+                table.add_row(
+                    row[who] if n == 0 else "",
+                    row["currency"] if n == 0 else "",
+                    name,
+                    *(row[part][name] for part in ("opening", "adjustments", "movements", "closing")),
+                    end_section=n == len(names) - 1,
+                )
+        console.print(table if rows else f"{title}: nothing this month.")
+
+
 def print_report_tables(report: dict[str, Any], console: Console) -> None:
     """Render every section of ``report`` with aligned columns and per-currency totals."""
     head = report["head"]
@@ -126,6 +164,23 @@ def print_report_tables(report: dict[str, Any], console: Console) -> None:
             currency, sums["debits"], sums["credits"], "yes" if sums["debits"] == sums["credits"] else "NO"
         )
     console.print(trial)
+    if report.get("voids"):
+        voids = _table(
+            "Voids (facts taken back, counted nowhere)",
+            ["void_id", "target", "date", "reason", "requested_by", "approved_by", "applied"],
+            set(),
+        )
+        for v in report["voids"]:
+            voids.add_row(
+                v["void_id"],
+                f"{v['target_type']} {v['target_id']}",
+                v["date"],
+                v["reason"],
+                v["requested_by"],
+                v["approved_by"],
+                "yes" if v["applied"] else "not yet (target unknown)",
+            )
+        console.print(voids)
     if report["anomalies"]:
         anomalies = _table("Anomalies (kept, not counted)", ["kind", "fact_id", "message"], set())
         for a in report["anomalies"]:

@@ -12,7 +12,9 @@ Fault kinds (each reported with the position where it is found):
   what the outbox already published);
 - ``checkpoint_mismatch``: the chain hash at a checkpoint's position differs from it;
 - ``projection_mismatch``: the incremental projection (what the service publishes) and a
-  replay from scratch disagree.
+  replay from scratch disagree;
+- ``statement_mismatch``: a closed month's frozen statement differs from the one its close's
+  position gives (rules R9); ``statement_missing``: none was stored for a close.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from ledger.application.chain import GENESIS, chain_hash, fact_digest
 from ledger.application.contract import Rejection
 from ledger.application.derive import Deriver
 from ledger.application.ledger import fact_from_envelope
+from ledger.application.periods import CloseAt, closing_figures, compute_statement, statement_json
 from ledger.application.ports import StoredFact
 from ledger.domain.books import build_books
-from ledger.domain.facts import Fact
+from ledger.domain.facts import Fact, PeriodClosed
 
 __all__ = [
     "MAX_FAULTS",
@@ -44,6 +47,7 @@ __all__ = [
     "walk_chain",
 ]
 
+_CLOSE_TYPE = b'"coop.ledger.period.closed.v1"'
 #: Faults listed at most (the count keeps going).
 MAX_FAULTS = 1000
 #: How many recent stored hashes an intact fact may link to after disturbed neighbours.
@@ -135,7 +139,7 @@ def walk_chain(
             previous = record.chain_hash
             recent.append(record.chain_hash)
             walk.head_hash = record.chain_hash
-            if position in watched:
+            if position in watched or _CLOSE_TYPE in record.envelope_json:
                 walk.hash_at[position] = record.chain_hash
         walk.head_position = position
         expected = position + 1
@@ -265,6 +269,7 @@ def verify(
     clock: Callable[[], float],
     progress: Callable[[int], None] | None = None,
     parsed: Callable[[], None] | None = None,
+    stored_statement: Callable[[str], bytes | None] | None = None,
 ) -> AuditResult:
     """The whole audit of a stored log: walk the chain, re-check every fact against the
     contract, compare with the checkpoints and with what the outbox published, and replay
@@ -290,6 +295,41 @@ def verify(
         )
     if projections and walk.fault_count == 0:
         faults.extend(compare_projections(walk.valid_facts))
+    if stored_statement is not None and walk.fault_count == 0:
+        faults.extend(compare_statements(walk, stored_statement))
     return AuditResult(
         walk, faults, published_position, list(checkpoints), walked - started, clock() - started
     )
+
+
+def compare_statements(walk: ChainWalk, stored_statement: Callable[[str], bytes | None]) -> list[Fault]:
+    """Each closed month's statement recomputed from the log up to its close, against the
+    bytes stored when it was closed (rules R9)."""
+    faults: list[Fault] = []
+    previous: CloseAt | None = None
+    previous_closing = None
+    for position, fact in enumerate(walk.valid_facts, start=1):
+        if not isinstance(fact, PeriodClosed):
+            continue
+        at = CloseAt(fact, position)
+        statement = compute_statement(
+            walk.valid_facts[:position],
+            fact.period,
+            close=at,
+            previous=previous,
+            previous_closing=previous_closing,
+            head={"position": position, "hash": walk.hash_at[position]},
+        )
+        body = stored_statement(fact.period)
+        if body is None:
+            faults.append(Fault(position, "statement_missing", f"no statement was stored for {fact.period}"))
+        elif body != statement_json(statement):
+            faults.append(
+                Fault(
+                    position,
+                    "statement_mismatch",
+                    f"the statement stored for {fact.period} differs from the one its close gives",
+                )
+            )
+        previous, previous_closing = at, closing_figures(statement)
+    return faults

@@ -24,6 +24,7 @@ from pydantic import (
     EmailStr,
     Field,
     HttpUrl,
+    PlainValidator,
     ValidationError,
     WithJsonSchema,
     model_validator,
@@ -41,6 +42,7 @@ from ledger.application.fields import (
     EnvelopeType,
     Id,
     Money,
+    Period,
     Rate,
     Text,
     Timestamp,
@@ -52,6 +54,7 @@ from ledger.application.fields import (
 from ledger.domain import facts as f
 from ledger.domain.calendar import MAX_MONTHS
 from ledger.domain.money import fits_currency, minor_unit_exponent
+from ledger.domain.periods import month_end
 
 __all__ = [
     "INBOUND_TYPES",
@@ -195,6 +198,19 @@ class TermV1(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     rate: Rate
     months: Annotated[int, Field(ge=1, le=MAX_MONTHS)]
+
+
+def _voidable(value: object) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("wrong_type", "target_type must be a string")
+    if value not in f.VOIDABLE_TYPES:
+        raise PydanticCustomError(
+            "not_voidable",
+            "{value} cannot be voided (voidable: {types}); an invoice is corrected by a credit note, "
+            "and a void cannot itself be voided",
+            {"value": repr(value[:40]), "types": ", ".join(sorted(f.VOIDABLE_TYPES))},
+        )
+    return value
 
 
 def _both_or_neither(a: str, a_type: str, b: str, b_type: str) -> dict[str, Any]:
@@ -356,6 +372,64 @@ class RebatePassedThroughV1(_Data):
     amount: Money
 
 
+class FactVoidedV1(_Data):
+    """A fact recorded in error, taken back (rules R8). Rule the schema cannot express:
+    ``requested_by`` and ``approved_by`` are two different people (``approval_required``)."""
+
+    TYPE: ClassVar[str] = "coop.ledger.fact.voided.v1"
+    FACT: ClassVar[type] = f.FactVoided
+    void_id: Id
+    target_type: Annotated[
+        str, PlainValidator(_voidable), WithJsonSchema({"type": "string", "enum": sorted(f.VOIDABLE_TYPES)})
+    ]
+    target_id: Id
+    date: Day
+    reason: Text
+    requested_by: Id
+    approved_by: Id
+
+    @model_validator(mode="after")
+    def _four_eyes(self) -> FactVoidedV1:
+        if self.requested_by == self.approved_by:
+            raise PydanticCustomError(
+                "approval_required",
+                "a void needs two people: approved_by must differ from requested_by ({who})",
+                {"who": self.requested_by},
+            )
+        return self
+
+
+class PeriodClosedV1(_Data):
+    """A month closed by the treasurer (rules R9). Rules the schema cannot express:
+    ``closed_by`` and ``approved_by`` are two different people (``approval_required``), and
+    ``date`` is after the month's last day (``period_not_ended``); each close must be the
+    month right after the last closed one (``period_out_of_order``, checked against the log)."""
+
+    TYPE: ClassVar[str] = "coop.ledger.period.closed.v1"
+    FACT: ClassVar[type] = f.PeriodClosed
+    period: Period
+    date: Day
+    closed_by: Id
+    approved_by: Id
+
+    @model_validator(mode="after")
+    def _closable(self) -> PeriodClosedV1:
+        if self.closed_by == self.approved_by:
+            raise PydanticCustomError(
+                "approval_required",
+                "a close needs two people: approved_by must differ from closed_by ({who})",
+                {"who": self.closed_by},
+            )
+        end = month_end(self.period)
+        if self.date <= end:
+            raise PydanticCustomError(
+                "period_not_ended",
+                "{period} ends on {end}: it can be closed from the next day, not on {date}",
+                {"period": self.period, "end": end.isoformat(), "date": self.date.isoformat()},
+            )
+        return self
+
+
 # Envelope ------------------------------------------------------------------------------
 
 _EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
@@ -474,10 +548,17 @@ REASON_CODES = frozenset(
         "invalid_value",
         "invalid_data",
         "conflict",
+        "not_voidable",
+        "approval_required",
+        "period_not_ended",
+        "period_out_of_order",
     }
 )
 
 _OUR_CODES = {
+    "period_not_ended",
+    "not_voidable",
+    "approval_required",
     "money_as_number",
     "rate_as_number",
     "negative_amount",

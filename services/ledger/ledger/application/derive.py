@@ -20,10 +20,12 @@ from typing import Any
 
 from ledger.application.outbound import (
     balance_payload,
+    cause_payload,
     commission_payload,
     donation_payload,
     introducer_payload,
     rebate_owed_payload,
+    void_payload,
 )
 from ledger.domain.books import build_books
 from ledger.domain.commissions import (
@@ -34,14 +36,18 @@ from ledger.domain.commissions import (
     pair_commission_lines,
 )
 from ledger.domain.facts import (
+    VOIDABLE_TYPES,
     CreditNoteIssued,
     EligibilityChanged,
     Fact,
+    FactKey,
+    FactVoided,
     IntroducerRegistered,
     IntroductionRecorded,
     InvoiceIssued,
     PaymentReceived,
     PayoutRecorded,
+    PeriodClosed,
     PurchaseRecorded,
     RebatePassedThrough,
     RebateReceived,
@@ -113,31 +119,114 @@ class Deriver:
         self._rebates: defaultdict[str, dict[str, RebateLine]] = defaultdict(dict)
         # running balances per (beneficiary, currency): accrued, payable, paid
         self._balances: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
+        #: Voidable facts seen, by business key (a void finds its target here).
+        self._known: dict[FactKey, Fact] = {}
+        #: The voids of each target (known or not), and the targets taken out.
+        self._voids: dict[FactKey, list[FactVoided]] = defaultdict(list)
+        self._voided: set[FactKey] = set()
+        #: The void whose consequences are being derived (named in the events it causes).
+        self._cause: FactVoided | None = None
 
     def advance(self, position: int, fact: Fact) -> list[DerivedEvent]:
         """The events caused by ``fact``, stored at ``position`` (the next one)."""
         assert position == self.position + 1, (position, self.position)
         self.position = position
-        pairs, clients, touched = self._index(fact)
+        if isinstance(fact, FactVoided):
+            return self._void(fact)
+        if fact.key in self._voids:
+            return self._arrived_voided(fact)
+        scope = _Scope()
+        _INDEXERS[type(fact)](self, fact, scope)
+        if fact.key[0] in VOIDABLE_TYPES:
+            self._known[fact.key] = fact
         events: list[DerivedEvent] = []
         if isinstance(fact, IntroducerRegistered):
             events.append(self._event("introducer.registered", fact.introducer_id, introducer_payload(fact)))
-        for pair in sorted(pairs):
+        return events + self._recompute(scope, fact)
+
+    def _recompute(self, scope: _Scope, fact: Fact) -> list[DerivedEvent]:
+        events: list[DerivedEvent] = []
+        for pair in sorted(scope.pairs):
             events.extend(self._recompute_pair(pair))
-        if touched is not None and touched[0] not in pairs:
-            events.extend(self._recompute_invoice(*touched))
-        for client in sorted(clients):
+        if scope.invoice is not None and scope.invoice[0] not in scope.pairs:
+            events.extend(self._recompute_invoice(*scope.invoice))
+        for client in sorted(scope.clients):
             events.extend(self._recompute_client(client, fact))
         return events
 
-    # indexes ------------------------------------------------------------------------
+    # voids (rules R8) ------------------------------------------------------------------
 
-    def _index(self, fact: Fact) -> tuple[set[Pair], set[str], tuple[Pair, str] | None]:
-        """Index ``fact``; return the pairs to recompute whole, the clients whose rebates
-        to recompute, and the single (pair, invoice) to recompute when that is enough."""
+    def _void(self, void: FactVoided) -> list[DerivedEvent]:
+        """A void: announced (``fact.voided``), and when its target is known and counted,
+        the target is taken out and everything it touched recomputed, each event naming
+        the void as its cause."""
+        self._voids[void.target].append(void)
+        target = self._known.get(void.target)
+        events = [self._voided_event(void, applied=target is not None)]
         scope = _Scope()
-        _INDEXERS[type(fact)](self, fact, scope)
-        return scope.pairs, scope.clients, scope.invoice
+        if target is not None and void.target not in self._voided:
+            self._voided.add(void.target)
+            _REMOVERS[type(target)](self, target, scope)
+        elif target is None and void.target_type == "purchase":
+            # a rebate listing the purchase is now split over its other purchases
+            scope.clients |= self._clients_of_rebates(self._facts.rebates_by_purchase.get(void.target_id, []))
+        self._cause = void
+        try:
+            events.extend(self._recompute(scope, void))
+        finally:
+            self._cause = None
+        return events
+
+    def _arrived_voided(self, fact: Fact) -> list[DerivedEvent]:
+        """A fact whose void came first: it never counts (nothing to recompute: it was
+        left out from the start); each of its voids is now applied."""
+        self._known[fact.key] = fact
+        self._voided.add(fact.key)
+        if isinstance(fact, (PurchaseRecorded, ResaleInvoiced, RebateReceived, RebatePassedThrough)):
+            _INDEXERS[type(fact)](self, fact, _Scope())  # kept beside its void for the client's books
+        return [self._voided_event(void, applied=True) for void in self._voids[fact.key]]
+
+    def _voided_event(self, void: FactVoided, *, applied: bool) -> DerivedEvent:
+        return self._event("fact.voided", void.void_id, void_payload(void, applied=applied))
+
+    def _unindex_introduction(self, fact: IntroductionRecorded, scope: _Scope) -> None:
+        pair = (fact.adviser_id, fact.client_id)
+        intros = self._facts.intros_by_pair[pair]
+        intros.remove(fact)
+        if not intros:
+            del self._facts.intros_by_pair[pair]
+        scope.pairs.add(pair)
+
+    def _unindex_payment(self, fact: PaymentReceived, scope: _Scope) -> None:
+        ix = self._facts
+        ix.payments[fact.invoice_id].remove(fact)
+        invoice = ix.invoices.get(fact.invoice_id)
+        if invoice is not None and (invoice.adviser_id, invoice.client_id) in ix.intros_by_pair:
+            scope.invoice = ((invoice.adviser_id, invoice.client_id), invoice.invoice_id)
+
+    def _unindex_payout(self, fact: PayoutRecorded, scope: _Scope) -> None:
+        self._balances[(fact.beneficiary_id, fact.currency)][2] -= fact.amount
+
+    def _purchasing_voided(
+        self, fact: PurchaseRecorded | ResaleInvoiced | RebateReceived | RebatePassedThrough, scope: _Scope
+    ) -> None:
+        """Purchasing facts stay indexed: the client's books are computed with the void
+        beside them, which leaves them out (and splits a rebate over its other purchases)."""
+        purchases = self._facts.purchases
+        if isinstance(fact, PurchaseRecorded):
+            scope.clients.add(fact.client_id)
+            scope.clients |= self._clients_of_rebates(
+                self._facts.rebates_by_purchase.get(fact.purchase_id, [])
+            )
+        elif isinstance(fact, ResaleInvoiced):
+            if fact.purchase_id in purchases:
+                scope.clients.add(purchases[fact.purchase_id].client_id)
+        elif isinstance(fact, RebateReceived):
+            scope.clients |= self._clients_of_rebates([fact])
+        else:
+            scope.clients.add(fact.client_id)
+
+    # indexes ------------------------------------------------------------------------
 
     def _introducer(self, fact: IntroducerRegistered, scope: _Scope) -> None:
         self._facts.introducers[fact.introducer_id] = fact
@@ -195,6 +284,9 @@ class Deriver:
         for purchase_id in fact.purchase_ids:
             self._facts.rebates_by_purchase[purchase_id].append(fact)
         scope.clients |= self._clients_of_rebates([fact])
+
+    def _close(self, fact: PeriodClosed, scope: _Scope) -> None:
+        """A close changes no figure (the pipeline announces it with the month's totals)."""
 
     def _pass_through(self, fact: RebatePassedThrough, scope: _Scope) -> None:
         self._facts.pass_throughs[fact.client_id].append(fact)
@@ -364,6 +456,7 @@ class Deriver:
                 if p in ix.purchases and ix.purchases[p].client_id != client
             )
         facts.extend(ix.pass_throughs.get(client, []))
+        facts.extend(self._voids_among(facts, rebates.values()))
         rows = {r.currency: r for r in build_books(facts).rebates if r.client_id == client}
         published = self._rebates[client]
         events: list[DerivedEvent] = []
@@ -375,7 +468,9 @@ class Deriver:
                 published[currency] = new
             else:
                 published.pop(currency, None)
-            if new_owed != old_owed:
+            old_outstanding = ZERO if old is None else old.outstanding
+            new_outstanding = ZERO if new is None else new.outstanding
+            if new_owed != old_owed or (self._cause is not None and new_outstanding != old_outstanding):
                 outstanding = ZERO if new is None else new.outstanding
                 data = rebate_owed_payload(client, currency, new_owed, new_owed - old_owed, outstanding)
                 events.append(self._event("rebate.owed", f"{client}/{currency}", data))
@@ -397,7 +492,14 @@ class Deriver:
             )
         return events
 
+    def _voids_among(self, facts: Iterable[Fact], rebates: Iterable[RebateReceived]) -> list[FactVoided]:
+        """The voids of ``facts`` and of the purchases the ``rebates`` list (known or not)."""
+        keys = {f.key for f in facts} | {("purchase", p) for r in rebates for p in r.purchase_ids}
+        return [void for key in sorted(keys & self._voids.keys()) for void in self._voids[key]]
+
     def _event(self, kind: str, ref: str, data: dict[str, Any]) -> DerivedEvent:
+        if self._cause is not None and kind != "fact.voided":
+            data["cause"] = cause_payload(self._cause)
         return DerivedEvent(f"{self.position}:{kind}:{ref}", kind, self.position, data)
 
 
@@ -425,6 +527,19 @@ _INDEXERS: dict[type, Callable[[Deriver, Any, _Scope], None]] = {
     ResaleInvoiced: Deriver._resale,
     RebateReceived: Deriver._rebate,
     RebatePassedThrough: Deriver._pass_through,
+    PeriodClosed: Deriver._close,
+}
+
+
+#: How the deriver takes each kind of voided fact out (rules R8).
+_REMOVERS: dict[type, Callable[[Deriver, Any, _Scope], None]] = {
+    IntroductionRecorded: Deriver._unindex_introduction,
+    PaymentReceived: Deriver._unindex_payment,
+    PayoutRecorded: Deriver._unindex_payout,
+    PurchaseRecorded: Deriver._purchasing_voided,
+    ResaleInvoiced: Deriver._purchasing_voided,
+    RebateReceived: Deriver._purchasing_voided,
+    RebatePassedThrough: Deriver._purchasing_voided,
 }
 
 

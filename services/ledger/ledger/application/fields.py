@@ -38,6 +38,7 @@ __all__ = [
     "EnvelopeType",
     "Id",
     "Money",
+    "Period",
     "Rate",
     "Text",
     "Timestamp",
@@ -95,6 +96,7 @@ _MONEY = re.compile(MONEY_PATTERN)
 _RATE = re.compile(RATE_PATTERN)
 _DATE = re.compile(DATE_PATTERN)
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+_PERIOD = re.compile(PERIOD_PATTERN)
 _TYPE = re.compile(TYPE_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -213,6 +215,14 @@ def _envelope_id(value: object) -> str:
     return value
 
 
+def _period(value: object) -> str:
+    if not isinstance(value, str) or _PERIOD.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "invalid_value", "{value} is not a month YYYY-MM", {"value": repr(str(value)[:20])}
+        )
+    return value
+
+
 def _text(value: object) -> str:
     if not isinstance(value, str):
         raise PydanticCustomError("wrong_type", "text must be a string")
@@ -262,6 +272,9 @@ def _currency_schema() -> dict[str, Any]:
 
 
 Currency = Annotated[str, PlainValidator(_currency), WithJsonSchema(_currency_schema())]
+Period = Annotated[
+    str, PlainValidator(_period), WithJsonSchema({"type": "string", "pattern": PERIOD_PATTERN})
+]
 Text = Annotated[
     str,
     PlainValidator(_text),

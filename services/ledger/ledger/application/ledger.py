@@ -19,7 +19,8 @@ from ledger.application.chain import GENESIS, canonical_json, chain_hash, fact_d
 from ledger.application.contract import INBOUND_TYPES, Rejection, parse_envelope, type_of_fact
 from ledger.application.ports import FactStore, IntegrityCheckError, PositionConflictError, StoredFact
 from ledger.domain.books import Books, build_books
-from ledger.domain.facts import Fact, FactKey
+from ledger.domain.facts import Fact, FactKey, PeriodClosed
+from ledger.domain.periods import next_period
 
 __all__ = ["MAX_BATCH", "FactIndex", "Head", "Ledger", "Outcome", "fact_from_envelope"]
 
@@ -51,6 +52,16 @@ def fact_from_envelope(envelope: dict[str, Any]) -> Fact:
     return fact
 
 
+def _out_of_order(period: str, last_closed: str | None) -> str | None:
+    """Why closing ``period`` now breaks the order of closes (rules R9), or None."""
+    if last_closed is None or period == next_period(last_closed):
+        return None
+    return (
+        f"the last closed month is {last_closed}: the next close must be {next_period(last_closed)}, "
+        f"not {period}"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Head:
     """A consistent point of the log: ``position`` facts, the chain hash after them."""
@@ -78,6 +89,9 @@ class FactIndex:
     #: recording time (a batch is recorded at one time), as first positions and times.
     _time_starts: list[int] = field(default_factory=list)
     _times: list[str] = field(default_factory=list)
+    #: Closed months (rules R9): period -> (position of the close, the close).
+    closes: dict[str, tuple[int, PeriodClosed]] = field(default_factory=dict)
+    last_closed: str | None = None
 
     def apply(self, stored: StoredFact, envelope_id: str, fact: Fact) -> None:
         assert stored.position == self.head_position + 1, (stored.position, self.head_position)
@@ -87,6 +101,9 @@ class FactIndex:
         self.envelope_ids[envelope_id] = stored.position
         self.facts[fact.key] = (stored.position, fact)
         self.by_position.append(fact)
+        if isinstance(fact, PeriodClosed):
+            self.closes[fact.period] = (stored.position, fact)
+            self.last_closed = fact.period
         if not self._times or self._times[-1] != stored.recorded_at:
             self._time_starts.append(stored.position)
             self._times.append(stored.recorded_at)
@@ -122,6 +139,10 @@ class Ledger:
         self._on_growth = on_growth
         self._admission = admission
         self.index = FactIndex()
+
+    @property
+    def store(self) -> FactStore:
+        return self._store
 
     @property
     def head_position(self) -> int:
@@ -205,6 +226,7 @@ class Ledger:
         batch_keys: dict[FactKey, tuple[int, Fact]] = {}
         position = self.index.head_position
         prev_hash = self.index.head_hash
+        last_closed = self.index.last_closed
         recorded_at = self._clock().isoformat()
         for item in parsed:
             if isinstance(item, Rejection):
@@ -245,6 +267,16 @@ class Ledger:
                         Outcome("rejected", envelope_id, kind, reason="conflict", message=message)
                     )
                 continue
+            if isinstance(fact, PeriodClosed):
+                out_of_order = _out_of_order(fact.period, last_closed)
+                if out_of_order is not None:
+                    outcomes.append(
+                        Outcome(
+                            "rejected", envelope_id, kind, reason="period_out_of_order", message=out_of_order
+                        )
+                    )
+                    continue
+                last_closed = fact.period
             position += 1
             body = canonical_json(envelope)
             stored = StoredFact(
@@ -273,10 +305,14 @@ class Ledger:
             yield from page
             after = page[-1].position
 
-    def history(self, as_of: date | None = None, since: date | None = None) -> Iterator[bytes]:
-        """The accepted envelopes (canonical JSON) in log order, filtered by business date;
-        undated facts (registrations) are always kept."""
+    def history(
+        self, as_of: date | None = None, since: date | None = None, at_position: int | None = None
+    ) -> Iterator[bytes]:
+        """The accepted envelopes (canonical JSON) in log order (up to ``at_position``),
+        filtered by business date; undated facts (registrations, voids, closes) are kept."""
         for position, stored in enumerate(self.stored_facts(), start=1):
+            if at_position is not None and position > at_position:
+                return
             day = self.index.by_position[position - 1].business_date
             if day is not None and (
                 (as_of is not None and day > as_of) or (since is not None and day < since)

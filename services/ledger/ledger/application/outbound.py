@@ -14,17 +14,20 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.domain.commissions import CommissionLine
-from ledger.domain.facts import IntroducerRegistered
+from ledger.domain.facts import FactVoided, IntroducerRegistered
 from ledger.domain.money import format_amount, format_rate
 
 __all__ = [
     "OUTBOUND_MODELS",
     "OutboundEnvelope",
     "balance_payload",
+    "cause_payload",
     "commission_payload",
     "donation_payload",
     "introducer_payload",
+    "period_closed_payload",
     "rebate_owed_payload",
+    "void_payload",
 ]
 
 Amount = Annotated[
@@ -54,6 +57,16 @@ class IntroducerRegisteredOut(_Out):
     email: str | None
     webhook_url: str | None
     language: Literal["fr", "en"]
+
+
+class VoidCause(_Out):
+    """The void that caused the change (rules R8): the event is a correction."""
+
+    kind: Literal["void"]
+    void_id: str
+    target_type: str
+    target_id: str
+    reason: str
 
 
 class CommissionEvent(_Out):
@@ -87,11 +100,14 @@ class CommissionEvent(_Out):
     previous_beneficiary_id: str | None = None
     previous_payable: Amount | None = None
     balance: Balance
+    cause: VoidCause | None = None
 
 
 class DonationCredited(_Out):
     """A commission credited to the cooperative instead of its introducer (the donor);
     a negative ``amount`` withdraws an earlier credit after an adjustment."""
+
+    cause: VoidCause | None = None
 
     donor_id: str
     beneficiary_id: Literal["cooperative"]
@@ -105,13 +121,29 @@ class DonationCredited(_Out):
 
 
 class RebateOwed(_Out):
-    """What the cooperative owes a client back (margins and rebate shares) changed."""
+    """What the cooperative owes a client back (margins and rebate shares) changed, or (after
+    a void) what is still outstanding."""
 
     client_id: str
     currency: str
     owed: Amount
     delta: Amount
     outstanding: Amount
+    cause: VoidCause | None = None
+
+
+class FactVoidedOut(_Out):
+    """A void was recorded (rules R8); ``applied`` once its target is known (a void that
+    came first is announced again, applied, when the target arrives)."""
+
+    void_id: str
+    target_type: str
+    target_id: str
+    date: Day
+    reason: str
+    requested_by: str
+    approved_by: str
+    applied: bool
 
 
 class RebatePassedThrough(_Out):
@@ -123,6 +155,33 @@ class RebatePassedThrough(_Out):
     date: Day
     amount: Amount
     outstanding: Amount
+
+
+class PeriodTotals(_Out):
+    """One currency's closing figures, added over beneficiaries and over clients."""
+
+    currency: str
+    beneficiaries_accrued: Amount
+    beneficiaries_payable: Amount
+    beneficiaries_paid: Amount
+    beneficiaries_outstanding: Amount
+    clients_owed: Amount
+    clients_passed_through: Amount
+    clients_outstanding: Amount
+
+
+class PeriodClosedOut(_Out):
+    """A month was closed (rules R9) and its statement frozen: the close, the log position
+    of the statement, and its closing totals per currency (``ledger report --period`` or
+    ``GET /report/period`` give the whole statement)."""
+
+    period: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+    date: Day
+    closed_by: str
+    approved_by: str
+    position: int = Field(ge=1)
+    rows: int = Field(ge=0)
+    totals: list[PeriodTotals]
 
 
 class AuditCheckpoint(_Out):
@@ -141,6 +200,8 @@ OUTBOUND_MODELS: dict[str, type[_Out]] = {
     "donation.credited": DonationCredited,
     "rebate.owed": RebateOwed,
     "rebate.passed_through": RebatePassedThrough,
+    "fact.voided": FactVoidedOut,
+    "period.closed": PeriodClosedOut,
     "audit.checkpoint": AuditCheckpoint,
 }
 
@@ -249,4 +310,43 @@ def rebate_owed_payload(
         "owed": format_amount(owed, currency),
         "delta": format_amount(delta, currency),
         "outstanding": format_amount(outstanding, currency),
+    }
+
+
+def void_payload(void: FactVoided, *, applied: bool) -> dict[str, Any]:
+    """:class:`FactVoidedOut`."""
+    return {
+        "void_id": void.void_id,
+        "target_type": void.target_type,
+        "target_id": void.target_id,
+        "date": void.date.isoformat(),
+        "reason": void.reason,
+        "requested_by": void.requested_by,
+        "approved_by": void.approved_by,
+        "applied": applied,
+    }
+
+
+def cause_payload(void: FactVoided) -> dict[str, str]:
+    """:class:`VoidCause`."""
+    return {
+        "kind": "void",
+        "void_id": void.void_id,
+        "target_type": void.target_type,
+        "target_id": void.target_id,
+        "reason": void.reason,
+    }
+
+
+def period_closed_payload(statement: dict[str, Any], totals: list[dict[str, Any]]) -> dict[str, Any]:
+    """:class:`PeriodClosedOut` from a closed month's statement document."""
+    close = statement["close"]
+    return {
+        "period": close["period"],
+        "date": close["date"],
+        "closed_by": close["closed_by"],
+        "approved_by": close["approved_by"],
+        "position": close["position"],
+        "rows": len(statement["balances"]) + len(statement["rebates"]),
+        "totals": totals,
     }

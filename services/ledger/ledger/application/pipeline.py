@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 from ledger.application.derive import DerivedEvent, Deriver
 from ledger.application.ledger import Ledger, Outcome
+from ledger.application.outbound import period_closed_payload
+from ledger.application.periods import closed_statement, period_totals
 from ledger.application.ports import FactStore
+from ledger.domain.facts import PeriodClosed
 
 __all__ = ["OUTBOX", "OutboxChunk", "Pipeline"]
 
@@ -76,7 +79,15 @@ class Pipeline:
         facts = self.ledger.index.by_position
         events: list[DerivedEvent] = []
         for position in range(self.deriver.position + 1, upto + 1):
-            events.extend(self.deriver.advance(position, facts[position - 1]))
+            fact = facts[position - 1]
+            events.extend(self.deriver.advance(position, fact))
+            if isinstance(fact, PeriodClosed):
+                # the month's statement is frozen (stored) before the close is announced
+                statement = closed_statement(self.ledger, fact.period, save=True)
+                data = period_closed_payload(statement, period_totals(statement))
+                events.append(
+                    DerivedEvent(f"{position}:period.closed:{fact.period}", "period.closed", position, data)
+                )
         # another replica may have published part of this: the deriver needed every position,
         # but only what lies past the tracked position still has to go out
         tracked = self.store.published_position(OUTBOX)

@@ -58,5 +58,12 @@ class FactStore(Protocol):
         """Record that ``consumer`` is done with every position up to ``position``; a lower
         or equal position than the recorded one changes nothing."""
 
+    def save_statement(self, period: str, position: int, body: bytes) -> None:
+        """Keep the frozen statement of month ``period`` (closed at ``position``), once:
+        saving it again changes nothing (it is a function of the log, the same bytes)."""
+
+    def load_statement(self, period: str) -> bytes | None:
+        """The statement saved for ``period``, or None."""
+
     def close(self) -> None:
         """Release connections."""

@@ -10,18 +10,24 @@ from datetime import date
 from typing import Any, Literal
 
 from ledger.application.ledger import Ledger
+from ledger.application.periods import PeriodNotAvailableError, period_statement
 from ledger.application.report import RejectedLine, render_report
 from ledger.application.views import client_view, introducer_view
+from ledger.domain.periods import parse_period
 
-__all__ = ["MAX_ID_CHARS", "QueryError", "ReportQuery", "View", "answer"]
+__all__ = ["MAX_ID_CHARS", "NotAvailableError", "QueryError", "ReportQuery", "View", "answer"]
 
-View = Literal["report", "introducer", "client"]
+View = Literal["report", "introducer", "client", "period"]
 MAX_ID_CHARS = 128
-_PARAMS = frozenset({"as_of", "at_position", "introducer_id", "client_id"})
+_PARAMS = frozenset({"as_of", "at_position", "introducer_id", "client_id", "period"})
 
 
 class QueryError(ValueError):
     """A query that cannot be answered as asked (``bad_query``)."""
+
+
+class NotAvailableError(QueryError):
+    """What is asked does not exist (e.g. the statement of a month neither closed nor next)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +38,8 @@ class ReportQuery:
     party_id: str | None = None
     as_of: date | None = None
     at_position: int | None = None
+    #: The month of a period statement (view ``period``), ``YYYY-MM``.
+    period: str | None = None
 
     @classmethod
     def from_params(cls, view: View, params: Mapping[str, object]) -> ReportQuery:
@@ -39,6 +47,8 @@ class ReportQuery:
         unknown = set(params) - _PARAMS
         if unknown:
             raise QueryError(f"unknown parameter(s): {', '.join(sorted(unknown))[:200]}")
+        if view == "period" or "period" in params:
+            return cls._period(params)
         as_of = _day(params.get("as_of"))
         at_position = _position(params.get("at_position"))
         introducer_id, client_id = params.get("introducer_id"), params.get("client_id")
@@ -58,6 +68,22 @@ class ReportQuery:
         party = introducer_id if view == "introducer" else client_id if view == "client" else None
         assert party is None or isinstance(party, str)
         return cls(view, party, as_of, at_position)
+
+    @classmethod
+    def _period(cls, params: Mapping[str, object]) -> ReportQuery:
+        extra = set(params) - {"period"}
+        if extra:
+            raise QueryError(
+                f"a period statement takes only period=YYYY-MM, not {', '.join(sorted(extra))[:100]}"
+            )
+        period = params.get("period")
+        if not isinstance(period, str):
+            raise QueryError("period=YYYY-MM is required")
+        try:
+            parse_period(period)
+        except ValueError as exc:
+            raise QueryError(str(exc)) from None
+        return cls("period", period=period)
 
 
 def _day(value: object) -> date | None:
@@ -92,6 +118,12 @@ def answer(
 ) -> dict[str, Any]:
     """The report (or view) ``query`` asks for, from a consistent snapshot of the ledger
     (safe to call on another thread than the store's)."""
+    if query.view == "period":
+        assert query.period is not None
+        try:
+            return period_statement(ledger, query.period)
+        except PeriodNotAvailableError as exc:
+            raise NotAvailableError(str(exc)) from None
     head = ledger.index.head
     position = head.position if query.at_position is None else min(query.at_position, head.position)
     books = ledger.books(as_of=query.as_of, at_position=position)
@@ -99,6 +131,17 @@ def answer(
     report = render_report(
         books, head_position=position, head_hash=hash_at, rejected=rejected, summary=summary
     )
+    report["periods"] = [
+        {
+            "period": period,
+            "date": close.date.isoformat(),
+            "closed_by": close.closed_by,
+            "approved_by": close.approved_by,
+            "position": at,
+        }
+        for period, (at, close) in sorted(ledger.index.closes.items())
+        if at <= position
+    ]
     if query.view == "introducer":
         assert query.party_id is not None
         return introducer_view(report, query.party_id)

@@ -162,6 +162,19 @@ def render_report(
             currency: {"debits": format_amount(debits, currency), "credits": format_amount(credits, currency)}
             for currency, (debits, credits) in books.trial_balance.items()
         },
+        "voids": [
+            {
+                "void_id": v.void_id,
+                "target_type": v.target_type,
+                "target_id": v.target_id,
+                "date": v.date.isoformat(),
+                "reason": v.reason,
+                "requested_by": v.requested_by,
+                "approved_by": v.approved_by,
+                "applied": v.applied,
+            }
+            for v in books.voids
+        ],
         "anomalies": [{"kind": a.kind, "fact_id": a.fact_id, "message": a.message} for a in books.anomalies],
         "rejected": [
             {"line": r.line, "id": r.envelope_id, "reason": r.reason, "message": r.message} for r in rejected

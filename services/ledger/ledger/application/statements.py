@@ -12,10 +12,19 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.domain.books import Books, CommissionLine
-from ledger.domain.facts import COOPERATIVE
+from ledger.domain.facts import (
+    COOPERATIVE,
+    IntroductionRecorded,
+    PaymentReceived,
+    PayoutRecorded,
+    PurchaseRecorded,
+    RebatePassedThrough,
+    RebateReceived,
+    ResaleInvoiced,
+)
 from ledger.domain.money import format_amount, format_rate
 
-__all__ = ["client_statement", "introducer_statement"]
+__all__ = ["client_statement", "introducer_statement", "void_parties"]
 
 
 def _commission(c: CommissionLine, names: dict[str, str]) -> dict[str, Any]:
@@ -39,6 +48,70 @@ def _commission(c: CommissionLine, names: dict[str, str]) -> dict[str, Any]:
         "donated": c.beneficiary_id == COOPERATIVE,
         "currency": c.currency,
     }
+
+
+def void_parties(books: Books) -> dict[str, dict[str, list[str]]]:
+    """For each applied void, the clients, introducers and advisers its target concerned
+    (the void appears on their statements)."""
+    invoices = {i.invoice_id: i for i in books.invoices}
+    voided_purchases = (f for f in books.voided if isinstance(f, PurchaseRecorded))
+    purchases = {p.purchase_id: p for p in (*books.purchases, *voided_purchases)}
+    line_introducers: dict[str, set[str]] = defaultdict(set)
+    for c in books.commissions:
+        line_introducers[c.invoice_id].add(c.introducer_id)
+    by_target = {v.key: v for v in books.voided}
+    out: dict[str, dict[str, list[str]]] = {}
+    for void in books.voids:
+        fact = by_target.get((void.target_type, void.target_id))
+        clients: set[str] = set()
+        introducers: set[str] = set()
+        advisers: set[str] = set()
+        if isinstance(fact, IntroductionRecorded):
+            clients.add(fact.client_id)
+            introducers.add(fact.introducer_id)
+            advisers.add(fact.adviser_id)
+        elif isinstance(fact, PaymentReceived) and fact.invoice_id in invoices:
+            clients.add(invoices[fact.invoice_id].client_id)
+            advisers.add(invoices[fact.invoice_id].adviser_id)
+            introducers |= line_introducers.get(fact.invoice_id, set())
+        elif isinstance(fact, PayoutRecorded):
+            introducers.add(fact.beneficiary_id)
+            advisers.add(fact.adviser_id)
+        elif isinstance(fact, (PurchaseRecorded, RebatePassedThrough)):
+            clients.add(fact.client_id)
+        elif isinstance(fact, ResaleInvoiced) and fact.purchase_id in purchases:
+            clients.add(purchases[fact.purchase_id].client_id)
+        elif isinstance(fact, RebateReceived):
+            clients |= {purchases[p].client_id for p in fact.purchase_ids if p in purchases}
+        out[void.void_id] = {
+            "clients": sorted(clients),
+            "introducers": sorted(introducers),
+            "advisers": sorted(advisers),
+        }
+    return out
+
+
+def _voids(
+    books: Books, *, client_id: str | None = None, introducer_id: str | None = None
+) -> list[dict[str, Any]]:
+    parties = void_parties(books)
+    return [
+        {
+            "void_id": v.void_id,
+            "target_type": v.target_type,
+            "target_id": v.target_id,
+            "date": v.date.isoformat(),
+            "reason": v.reason,
+            "requested_by": v.requested_by,
+            "approved_by": v.approved_by,
+        }
+        for v in books.voids
+        if v.applied
+        and (
+            (client_id is not None and client_id in parties[v.void_id]["clients"])
+            or (introducer_id is not None and introducer_id in parties[v.void_id]["introducers"])
+        )
+    ]
 
 
 def _totals(rows: list[tuple[str, Decimal]]) -> list[dict[str, str]]:
@@ -129,6 +202,7 @@ def client_statement(books: Books, client_id: str, head: dict[str, Any]) -> dict
             for p in books.pass_throughs
             if p.client_id == client_id
         ],
+        "voids": _voids(books, client_id=client_id),
         "rebates": [
             {
                 "currency": r.currency,
@@ -194,4 +268,5 @@ def introducer_statement(books: Books, introducer_id: str, head: dict[str, Any])
             for d in books.donations
             if d.donor_id == introducer_id
         ],
+        "voids": _voids(books, introducer_id=introducer_id),
     }

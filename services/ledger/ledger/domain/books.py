@@ -39,6 +39,7 @@ from ledger.domain.facts import (
     InvoiceIssued,
     PaymentReceived,
     PayoutRecorded,
+    PeriodClosed,
     PurchaseRecorded,
     RebatePassedThrough,
     RebateReceived,
@@ -53,6 +54,7 @@ from ledger.domain.purchasing import (
     rebate_shares,
     rebates,
 )
+from ledger.domain.voids import VoidLine, apply_voids
 
 __all__ = [
     "Anomaly",
@@ -65,6 +67,7 @@ __all__ = [
     "Posting",
     "RebateLine",
     "RebateShareLine",
+    "VoidLine",
     "build_books",
 ]
 
@@ -90,6 +93,11 @@ class Books:
     invoices: tuple[InvoiceIssued, ...] = ()
     credit_notes: tuple[CreditNoteIssued, ...] = ()
     pass_throughs: tuple[RebatePassedThrough, ...] = ()
+    purchases: tuple[PurchaseRecorded, ...] = ()
+    payouts: tuple[PayoutRecorded, ...] = ()
+    #: Every void (rules R8), and the facts they took back (counted nowhere).
+    voids: tuple[VoidLine, ...] = ()
+    voided: tuple[Fact, ...] = ()
 
 
 @dataclass
@@ -175,6 +183,11 @@ def _rebate(ix: _Index, fact: RebateReceived) -> None:
     ix.rebates.append(fact)
 
 
+@_indexes(PeriodClosed)
+def _close(ix: _Index, fact: PeriodClosed) -> None:
+    """A close changes no figure (its statement is computed from the others, rules R9)."""
+
+
 @_indexes(RebatePassedThrough)
 def _pass_through(ix: _Index, fact: RebatePassedThrough) -> None:
     ix.pass_throughs.append(fact)
@@ -192,11 +205,14 @@ def _index(facts: Iterable[Fact], as_of: dt.date | None) -> _Index:
     return ix
 
 
-def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
-    """Every figure of rules R1-R6 for ``facts`` counted up to ``as_of`` (inclusive)."""
-    ix = _index(facts, as_of)
-    anomalies: list[Anomaly] = []
-    postings: list[Posting] = []
+def build_books(facts: Iterable[Fact], as_of: dt.date | None = None, *, postings: bool = True) -> Books:
+    """Every figure of rules R1-R6 for ``facts`` counted up to ``as_of`` (inclusive), the
+    voided facts left out at every as-of date (R8). Without ``postings`` the double-entry
+    postings (and the trial balance) are left empty: what the figures alone need."""
+    voiding = apply_voids(facts)
+    ix = _index(voiding.counted, as_of)
+    anomalies: list[Anomaly] = list(voiding.anomalies)
+    journal: list[Posting] = []
 
     introductions = [
         introduction_line(intro, ix.by_pair.get((intro.adviser_id, intro.client_id), []))
@@ -218,15 +234,17 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
         )
     commissions.sort(key=lambda c: (c.invoice_id, c.introduction_id))
     _check_orphans(ix, anomalies)
-    for line in commissions:
-        postings.extend(commission_postings(line))
-    postings.extend(payout_posting(payout) for payout in ix.payouts)
+    if postings:
+        for line in commissions:
+            journal.extend(commission_postings(line))
+        journal.extend(payout_posting(payout) for payout in ix.payouts)
 
     margin_lines = margins(ix.purchases, ix.resales, anomalies)
-    shares = rebate_shares(ix.rebates, ix.purchases, anomalies)
-    postings.extend(rebate_postings(margin_lines, shares, ix.pass_throughs))
-
-    postings.sort(key=lambda p: (p.date, p.kind, p.ref))
+    voided_purchases = frozenset(target_id for kind, target_id in voiding.targets if kind == "purchase")
+    shares = rebate_shares(ix.rebates, ix.purchases, anomalies, voided_purchases)
+    if postings:
+        journal.extend(rebate_postings(margin_lines, shares, ix.pass_throughs))
+    journal.sort(key=lambda p: (p.date, p.kind, p.ref))
     return Books(
         as_of=as_of,
         introducers=tuple(sorted(ix.introducers.values(), key=lambda i: i.introducer_id)),
@@ -237,9 +255,9 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
         margins=tuple(margin_lines),
         rebate_shares=tuple(shares),
         rebates=rebates(margin_lines, shares, ix.pass_throughs),
-        postings=tuple(postings),
+        postings=tuple(journal),
         anomalies=tuple(sorted(set(anomalies), key=lambda a: (a.kind, a.fact_id, a.message))),
-        trial_balance=trial_balance(postings),
+        trial_balance=trial_balance(journal),
         invoices=tuple(sorted(ix.invoices.values(), key=lambda i: (i.issue_date, i.invoice_id))),
         credit_notes=tuple(
             sorted(
@@ -248,6 +266,10 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None) -> Books:
             )
         ),
         pass_throughs=tuple(sorted(ix.pass_throughs, key=lambda p: (p.date, p.pass_through_id))),
+        purchases=tuple(sorted(ix.purchases.values(), key=lambda p: p.purchase_id)),
+        payouts=tuple(sorted(ix.payouts, key=lambda p: (p.date, p.payout_id))),
+        voids=voiding.voids,
+        voided=tuple(voiding.voided[key] for key in sorted(voiding.voided)),
     )
 
 

@@ -14,15 +14,18 @@ from typing import Literal, Protocol, TypeAlias
 
 __all__ = [
     "COOPERATIVE",
+    "VOIDABLE_TYPES",
     "CreditNoteIssued",
     "EligibilityChanged",
     "Fact",
     "FactKey",
+    "FactVoided",
     "IntroducerRegistered",
     "IntroductionRecorded",
     "InvoiceIssued",
     "PaymentReceived",
     "PayoutRecorded",
+    "PeriodClosed",
     "PurchaseRecorded",
     "RebatePassedThrough",
     "RebateReceived",
@@ -234,6 +237,60 @@ class RebatePassedThrough:
     @property
     def business_date(self) -> dt.date | None:
         return self.date
+
+
+#: The kinds of fact a void may take back (rules R8); their business keys are
+#: ``(kind, id)``. Invoices and credit notes are corrected by credit notes, registrations and
+#: eligibility changes are not errors of amounts, and a void cannot itself be voided.
+VOIDABLE_TYPES = frozenset(
+    {"introduction", "payment", "payout", "purchase", "resale", "rebate", "pass_through", "vendor_commission"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FactVoided:
+    """A fact recorded in error, taken back by two people (rules R8)."""
+
+    void_id: str
+    target_type: str
+    target_id: str
+    date: dt.date
+    reason: str
+    requested_by: str
+    approved_by: str
+
+    @property
+    def key(self) -> FactKey:
+        return ("void", self.void_id)
+
+    @property
+    def target(self) -> FactKey:
+        return (self.target_type, self.target_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        # a voided fact counts nowhere at every as-of date: the void is never filtered out
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodClosed:
+    """The treasurer closes a month (rules R9): its statement is frozen from then on.
+    ``period`` is ``YYYY-MM`` (the business id); ``date`` is the day it was closed."""
+
+    period: str
+    date: dt.date
+    closed_by: str
+    approved_by: str
+
+    @property
+    def key(self) -> FactKey:
+        return ("period", self.period)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        # a close changes no figure: it is never filtered out by --as-of
+        return None
 
 
 class Fact(Protocol):

@@ -112,12 +112,24 @@ def rebate_shares(
     rebates_received: Iterable[RebateReceived],
     purchases: Mapping[str, PurchaseRecorded],
     anomalies: list[Anomaly],
+    voided: frozenset[str] = frozenset(),
 ) -> list[RebateShareLine]:
-    """Each rebate split over its purchases in proportion to their cost (largest remainders)."""
+    """Each rebate split over its purchases in proportion to their cost (largest remainders);
+    a ``voided`` purchase is left out of the split (rules R8)."""
     lines: list[RebateShareLine] = []
     for rebate in sorted(rebates_received, key=lambda r: r.rebate_id):
-        covered = [purchases.get(pid) for pid in rebate.purchase_ids]
-        missing = [pid for pid, p in zip(rebate.purchase_ids, covered, strict=True) if p is None]
+        listed = [pid for pid in rebate.purchase_ids if pid not in voided]
+        if not listed:
+            anomalies.append(
+                Anomaly(
+                    "all_purchases_voided",
+                    rebate.rebate_id,
+                    "every purchase the rebate covers was voided; not split",
+                )
+            )
+            continue
+        covered = [purchases.get(pid) for pid in listed]
+        missing = [pid for pid, p in zip(listed, covered, strict=True) if p is None]
         if missing:
             anomalies.append(
                 Anomaly(

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import MofNCompleteColumn, Progress, TextColumn
 
 from coop_runtime.redact import redact_secrets
-from ledger.adapters.jsonl import read_lines
-from ledger.adapters.tables import print_report_tables
-from ledger.application.replay import ReplayResult, ingest_lines
-from ledger.application.report import render_report
+from ledger.adapters.tables import print_period_tables
+from ledger.application.queries import QueryError, ReportQuery, answer
 from ledger.application.schemas import render_schema
-from ledger.bootstrap import build_ephemeral_ledger, build_ledger
+from ledger.bootstrap import build_ephemeral_ledger
+from ledger.entrypoints import corrections, statements
+from ledger.entrypoints.common import (
+    Format,
+    emit,
+    err,
+    feed,
+    guard_store,
+    open_ledger,
+    parse_day,
+    settings_or_exit,
+    source_ledger,
+)
 from ledger.settings import Settings
 
 __all__ = ["app", "main"]
@@ -32,75 +40,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-
-#: Files with more lines than this show progress on stderr.
-PROGRESS_MIN_BYTES = 1 << 20
-
-
-class Format(StrEnum):
-    json = "json"
-    table = "table"
-
-
-def _parse_day(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
-
-
-def _feed(ledger: Any, path: Path) -> ReplayResult:
-    """Submit a JSON Lines file's facts to ``ledger``, with progress on stderr."""
-    try:
-        stream = path.open("rb")
-    except OSError as exc:
-        err.print(f"[red]error:[/red] cannot read {path}: {exc.strerror}")
-        raise typer.Exit(2) from None
-    size = path.stat().st_size if path.is_file() else 0
-    show = size >= PROGRESS_MIN_BYTES
-    offset = 0
-
-    def numbered() -> Any:
-        nonlocal offset
-        for line in read_lines(stream):
-            offset = line.offset
-            yield line.number, line.raw
-
-    with stream:
-        if not show:
-            return ingest_lines(ledger, numbered())
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeRemainingColumn(),
-            MofNCompleteColumn(),
-            console=err,
-            transient=True,
-            disable=not err.is_terminal,
-        ) as progress:
-            task = progress.add_task(f"reading {path.name}", total=size)
-            marks = [0]
-
-            def on_batch(result: ReplayResult) -> None:
-                progress.update(task, completed=offset)
-                if not err.is_terminal and offset * 10 // max(size, 1) > marks[0]:
-                    marks[0] = offset * 10 // max(size, 1)
-                    err.print(f"{path.name}: {result.lines} lines, {offset * 100 // max(size, 1)}%")
-
-            return ingest_lines(ledger, numbered(), on_batch=on_batch)
-
-
-def _emit(report: dict[str, Any], fmt: Format | None) -> None:
-    chosen = fmt or (Format.table if sys.stdout.isatty() else Format.json)
-    if chosen is Format.json:
-        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-        sys.stdout.flush()
-    else:
-        print_report_tables(report, Console(width=max(Console().width, 140)))
 
 
 @app.command()
@@ -118,31 +57,39 @@ def report(
     at_position: Annotated[
         int | None, typer.Option("--at-position", min=0, help="Report as of the N-th stored fact.")
     ] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            help="A month's statement (YYYY-MM): frozen when closed, provisional for the next open month.",
+        ),
+    ] = None,
     fmt: Annotated[
         Format | None, typer.Option("--format", help="json (default when not a terminal) or table.")
     ] = None,
 ) -> None:
-    """Print the statement of a history: commissions, balances, donations, rebates."""
-    day = _parse_day(as_of)
+    """Print the statement of a history: commissions, balances, donations, rebates (or, with
+    --period, one month's statement: opening, prior-period adjustments, movements, closing)."""
+    if period is not None and (as_of is not None or at_position is not None):
+        raise typer.BadParameter("--period goes alone (a month's statement has its own position)")
+    day = parse_day(as_of)
     if events is not None:
-        ledger = build_ephemeral_ledger(settings=_settings())
-        result = _feed(ledger, events)
+        ledger = build_ephemeral_ledger(settings=settings_or_exit())
+        result = feed(ledger, events)
         rejected, summary = result.rejected, result.summary()
     else:
-        ledger = _open_ledger(_settings())
+        ledger = open_ledger(settings_or_exit())
         rejected, summary = [], None
-    books = ledger.books(as_of=day, at_position=at_position)
-    position = ledger.head_position if at_position is None else min(at_position, ledger.head_position)
-    _emit(
-        render_report(
-            books,
-            head_position=position,
-            head_hash=ledger.hash_at(position),
-            rejected=rejected,
-            summary=summary,
-        ),
-        fmt,
-    )
+    if period is not None:
+        try:
+            statement = answer(ledger, ReportQuery.from_params("period", {"period": period}))
+        except QueryError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+        emit(statement, fmt, tables=print_period_tables)
+        return
+    query = ReportQuery(as_of=day, at_position=at_position)
+    emit(answer(ledger, query, rejected=rejected, summary=summary), fmt)
 
 
 @app.command()
@@ -150,11 +97,11 @@ def ingest(
     files: Annotated[list[Path], typer.Argument(help="CloudEvents JSON Lines files to append to the store.")],
 ) -> None:
     """Append files' facts to the configured store (idempotent: re-running changes nothing)."""
-    settings = _settings()
-    ledger = _open_ledger(settings)
+    settings = settings_or_exit()
+    ledger = open_ledger(settings)
     total: dict[str, int] = {"lines": 0, "accepted": 0, "duplicates": 0, "rejected": 0}
     for path in files:
-        result = _feed(ledger, path)
+        result = feed(ledger, path)
         for r in result.rejected:
             err.print(
                 f"{path}:{r.line}: {r.reason}: {r.message}"
@@ -202,7 +149,7 @@ def serve() -> None:
     from coop_runtime.logs import configure_logging
     from ledger.bootstrap import build_app
 
-    settings = _settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_format, settings.log_level)
     logger = structlog.get_logger("ledger")
     logger.info("ledger starting", config=settings.effective())
@@ -238,7 +185,7 @@ def publish(
 
     from ledger.adapters.publish import PublishError, publish_files
 
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         options = settings.nats_connect_options()
     except ValueError as exc:
@@ -261,16 +208,6 @@ class ExportFormat(StrEnum):
     journal = "journal-csv"
 
 
-def _source_ledger(events: Path | None) -> Any:
-    if events is not None:
-        ledger = build_ephemeral_ledger(settings=_settings())
-        result = _feed(ledger, events)
-        for r in result.rejected:
-            err.print(f"{events}:{r.line}: {r.reason}: {r.message}")
-        return ledger
-    return _open_ledger(_settings())
-
-
 @app.command()
 def export(
     fmt: Annotated[
@@ -288,76 +225,53 @@ def export(
     events: Annotated[
         Path | None, typer.Option("--events", help="Export a replayed file instead of the store.")
     ] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            help="The books as a closed month (YYYY-MM) left them: the facts up to its close, as of "
+            "its last day (beancount: the balance assertions at its end are its frozen closing).",
+        ),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
 ) -> None:
     """Export the history (CloudEvents JSON Lines, in log order) or the books (beancount, CSV)."""
     from ledger.adapters.exports import beancount_text, commissions_csv, journal_csv
+    from ledger.domain.periods import month_end
 
-    day, start = _parse_day(as_of), _parse_day(since)
-    ledger = _source_ledger(events)
+    day, start = parse_day(as_of), parse_day(since)
+    ledger = source_ledger(events)
+    at_position = None
+    if period is not None:
+        if as_of is not None:
+            raise typer.BadParameter("--period and --as-of do not go together")
+        closed = ledger.index.closes.get(period)
+        if closed is None:
+            closed_months = ", ".join(sorted(ledger.index.closes)) or "none"
+            err.print(f"[red]error:[/red] {period} is not a closed month (closed: {closed_months})")
+            raise typer.Exit(1)
+        day, at_position = month_end(period), closed[0]
     sink = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
         if fmt is ExportFormat.cloudevents:
-            for line in ledger.history(as_of=day, since=start):
+            for line in ledger.history(as_of=day, since=start, at_position=at_position):
                 sink.write(line.decode("utf-8") + "\n")
         elif fmt is ExportFormat.beancount:
-            sink.write(beancount_text(ledger.books(as_of=day), since=start))
+            sink.write(beancount_text(ledger.books(as_of=day, at_position=at_position), since=start))
         elif fmt is ExportFormat.journal:
-            sink.write(journal_csv(ledger.books(as_of=day), since=start))
+            sink.write(journal_csv(ledger.books(as_of=day, at_position=at_position), since=start))
         else:
-            sink.write(commissions_csv(ledger.books(as_of=day), since=start))
+            sink.write(commissions_csv(ledger.books(as_of=day, at_position=at_position), since=start))
     finally:
         if output:
             sink.close()
 
 
-class StatementFormat(StrEnum):
-    html = "html"
-    json = "json"
-
-
-@app.command()
-def statement(
-    client: Annotated[str | None, typer.Option("--client", help="The client's id.")] = None,
-    introducer: Annotated[str | None, typer.Option("--introducer", help="The introducer's id.")] = None,
-    fmt: Annotated[
-        StatementFormat, typer.Option("--format", help="html (printable page) or json.")
-    ] = StatementFormat.html,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Only facts dated up to this day.")] = None,
-    events: Annotated[
-        Path | None, typer.Option("--events", help="A replayed file instead of the store.")
-    ] = None,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
-    ] = None,
-) -> None:
-    """A transparency statement for one client (every invoice, the commission on it and who
-    gets it, rebates owed back) or one introducer."""
-    from ledger.adapters.statement_html import render_statement_html
-    from ledger.application.statements import client_statement, introducer_statement
-
-    if (client is None) == (introducer is None):
-        raise typer.BadParameter("give exactly one of --client or --introducer")
-    ledger = _source_ledger(events)
-    books = ledger.books(as_of=_parse_day(as_of))
-    head = {"position": ledger.head_position, "hash": ledger.head_hash}
-    doc = (
-        client_statement(books, client, head)
-        if client is not None
-        else introducer_statement(books, introducer or "", head)
-    )
-    text = (
-        render_statement_html(doc)
-        if fmt is StatementFormat.html
-        else json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-    )
-    if output:
-        output.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
-
+app.command("statement")(statements.statement)
+app.command("void")(corrections.void)
+app.command("close")(corrections.close)
 
 audit_app = typer.Typer(name="audit", help="Verify the stored history.", no_args_is_help=True)
 app.add_typer(audit_app)
@@ -393,11 +307,11 @@ def audit_verify(
     from ledger.application.pipeline import OUTBOX
     from ledger.bootstrap import build_store
 
-    settings = _settings()
+    settings = settings_or_exit()
     checkpoints = [_checkpoint(text) for text in against or []]
     if published:
         checkpoints += _published_checkpoints(settings)
-    store: EventSourcedFactStore = _guard_store(settings, lambda: build_store(settings))
+    store: EventSourcedFactStore = guard_store(settings, lambda: build_store(settings))
     freezer = HeapFreezer(settings.heap_freeze_every_facts)
 
     def records() -> Any:
@@ -435,6 +349,7 @@ def audit_verify(
             clock=time.perf_counter,
             progress=tick,
             parsed=freezer.freeze_now,  # the parsed facts stay until the end: out of the collector's way
+            stored_statement=store.load_statement,
         )
     store.close()
     summary = result.summary()
@@ -482,46 +397,6 @@ def _checkpoint(text: str) -> Any:
         return Checkpoint.parse(text)
     except (ValueError, KeyError, TypeError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--against") from None
-
-
-def _guard_store(settings: Settings, action: Any) -> Any:
-    """Run ``action``; a store that cannot be reached or does not verify is a clear error."""
-    from eventsourcing.persistence import PersistenceError
-
-    from ledger.application.ports import IntegrityCheckError
-
-    try:
-        return action()
-    except IntegrityCheckError as exc:
-        err.print(f"[red]integrity error:[/red] {exc}")
-        raise typer.Exit(3) from None
-    except (PersistenceError, OSError) as exc:
-        err.print(
-            f"[red]error:[/red] cannot use the store {settings.redacted_store_url()}: "
-            f"{redact_secrets(str(exc))}"
-        )
-        raise typer.Exit(2) from None
-
-
-def _open_ledger(settings: Settings) -> Any:
-    """The ledger on the configured store, caught up."""
-
-    def open_and_catch_up() -> Any:
-        ledger = build_ledger(settings)
-        ledger.catch_up()
-        return ledger
-
-    return _guard_store(settings, open_and_catch_up)
-
-
-def _settings() -> Settings:
-    try:
-        settings = Settings()
-        settings.eventsourcing_env()
-    except ValueError as exc:
-        err.print(f"[red]configuration error:[/red] {redact_secrets(str(exc))}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
-    return settings
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 
 A template defines two blocks: ``subject`` (one line) and ``body`` (plain text). The
 templates own every word; Python hands them the typed event and the formatting functions
-of :mod:`notifier.application.formatting` bound to the reader's language.
+of :mod:`notifier.application.formatting` bound to the reader's language. An event that
+is a correction (:func:`notifier.domain.routing.correction_of`: a void took a commission
+back) is rendered with ``<kind>.correction.txt.j2`` instead of ``<kind>.txt.j2``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from notifier.application.formatting import format_day, format_money, format_rate
 from notifier.domain.events import Balance, CommissionEvent, DonationCredited, Introducer, Language
+from notifier.domain.routing import correction_of
 
 __all__ = ["TEMPLATES", "DigestItem", "Rendered", "Renderer", "closing_balances"]
 
@@ -46,6 +49,11 @@ class DigestItem:
     kind: str
     position: int
     payload: CommissionEvent | DonationCredited
+
+    @property
+    def correction(self) -> bool:
+        """A void took (part of) a commission back: the digest words it as a correction."""
+        return correction_of(self.kind, self.payload) is not None
 
 
 def closing_balances(items: Sequence[DigestItem]) -> dict[str, Balance]:
@@ -89,6 +97,7 @@ class Renderer:
         position: int,
     ) -> Rendered:
         language = introducer.language
+        correction = correction_of(kind, payload)
         context: dict[str, Any] = {
             **self._helpers(language),
             "kind": kind,
@@ -97,7 +106,8 @@ class Renderer:
             "event_id": event_id,
             "position": position,
         }
-        return self._render(f"{language}/{kind}.txt.j2", context, language)
+        name = f"{kind}.correction" if correction is not None else kind
+        return self._render(f"{language}/{name}.txt.j2", context, language)
 
     def render_digest(
         self, items: Sequence[DigestItem], introducer: Introducer, day: date, digest_id: str

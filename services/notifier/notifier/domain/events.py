@@ -11,7 +11,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 __all__ = [
     "ALERT_KINDS",
@@ -27,7 +27,9 @@ __all__ = [
     "Introducer",
     "Language",
     "LedgerEnvelope",
+    "OtherCause",
     "Payload",
+    "VoidCause",
     "parse_payload",
 ]
 
@@ -43,6 +45,7 @@ KNOWN_KINDS = ALERT_KINDS | {
     "introducer.registered",
     "rebate.owed",
     "rebate.passed_through",
+    "fact.voided",
     "audit.checkpoint",
 }
 
@@ -89,6 +92,35 @@ class Balance(_In):
     outstanding: Money
 
 
+class VoidCause(_In):
+    """The void (rules R8) that caused a commission or donation event: a fact recorded in
+    error (``target_type`` ``target_id``) was taken back, for ``reason``."""
+
+    kind: Literal["void"]
+    void_id: Id
+    target_type: str = Field(min_length=1, max_length=64)
+    target_id: Id
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class OtherCause(_In):
+    """A cause of a kind this notifier does not know yet: accepted, and not a correction."""
+
+    kind: str = Field(max_length=64)
+
+
+def _cause_tag(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "void" if kind == "void" else "other"
+
+
+#: ``cause`` on an event: a void is validated in full (a malformed one makes the event
+#: invalid), any other kind is kept as an :class:`OtherCause`.
+Cause = Annotated[
+    Annotated[VoidCause, Tag("void")] | Annotated[OtherCause, Tag("other")], Discriminator(_cause_tag)
+]
+
+
 class CommissionEvent(_In):
     """``commission.accrued`` / ``.adjusted`` / ``.payable``: a commission line after the change."""
 
@@ -114,6 +146,7 @@ class CommissionEvent(_In):
     previous_beneficiary_id: Id | None = None
     previous_payable: Money | None = None
     balance: Balance
+    cause: Cause | None = None
 
 
 class DonationCredited(_In):
@@ -128,13 +161,15 @@ class DonationCredited(_In):
     rate: Money
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     amount: Money
+    cause: Cause | None = None
 
 
 Payload = CommissionEvent | DonationCredited | Introducer
 
 
 def parse_payload(kind: str, data: dict[str, Any]) -> Payload | None:
-    """The typed payload of an event the notifier cares about; None for other kinds.
+    """The typed payload of an event the notifier cares about; None for other kinds
+    (``fact.voided``, rebates, checkpoints: nobody is alerted by them).
     Raises ``pydantic.ValidationError`` when a relevant event is malformed."""
     if kind in COMMISSION_KINDS:
         return CommissionEvent.model_validate(data)

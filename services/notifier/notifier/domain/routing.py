@@ -11,9 +11,47 @@ from notifier.domain.events import (
     DonationCredited,
     Introducer,
     Payload,
+    VoidCause,
 )
 
-__all__ = ["channels_for", "recipient_of"]
+__all__ = ["channels_for", "correction_of", "recipient_of"]
+
+
+def correction_of(kind: str, payload: Payload) -> VoidCause | None:
+    """The void an event reports as a *correction* (worded as such), or None.
+
+    - ``commission.adjusted`` caused by a void: the commission was taken back or changed.
+    - ``commission.payable`` caused by a void that made less payable (a voided payment).
+    - ``donation.credited`` caused by a void that withdrew a credit.
+
+    Other events caused by a void (a commission that a void makes due to someone else, a
+    payable or donation that grows) keep their ordinary wording, with the void mentioned.
+    """
+    cause = getattr(payload, "cause", None)
+    if not isinstance(cause, VoidCause):
+        return None
+    if isinstance(payload, CommissionEvent):
+        if kind == "commission.adjusted" or (kind == "commission.payable" and payload.delta < 0):
+            return cause
+        return None
+    if isinstance(payload, DonationCredited) and payload.amount < 0:
+        return cause
+    return None
+
+
+def _payable_of_a_line_taken_back(kind: str, payload: CommissionEvent) -> bool:
+    """The payable withdrawn from a line that the same void takes back whole: the line's
+    ``commission.adjusted`` correction (same position, same beneficiary) already says it,
+    so the introducer hears one correction per line. (A void never moves a line to another
+    beneficiary: a line's introducer is its introduction's and eligibility changes cannot be
+    voided; so this payable is always the taken-back line's own beneficiary's.)"""
+    return (
+        kind == "commission.payable"
+        and isinstance(payload.cause, VoidCause)
+        and payload.amount == 0
+        and payload.previous_amount is not None
+        and payload.previous_amount != 0
+    )
 
 
 def recipient_of(kind: str, payload: Payload) -> str | None:
@@ -23,16 +61,18 @@ def recipient_of(kind: str, payload: Payload) -> str | None:
       introducer is a donor) is told to the donor by ``donation.credited`` instead, once.
     - A new commission of zero (a rate-0 period kept for the audit trail) and a payable
       change of zero tell nothing.
+    - A void that takes a commission line back tells its beneficiary once, by the line's
+      ``commission.adjusted`` correction: the payable withdrawn with it tells nothing more.
     - ``donation.credited`` goes to the donor.
     """
     if isinstance(payload, CommissionEvent):
-        if payload.beneficiary_id == COOPERATIVE:
-            return None
-        if kind == "commission.accrued" and payload.amount == 0:
-            return None
-        if kind == "commission.payable" and payload.delta == 0:
-            return None
-        return payload.beneficiary_id
+        silent = (
+            payload.beneficiary_id == COOPERATIVE
+            or (kind == "commission.accrued" and payload.amount == 0)
+            or (kind == "commission.payable" and payload.delta == 0)
+            or _payable_of_a_line_taken_back(kind, payload)
+        )
+        return None if silent else payload.beneficiary_id
     if isinstance(payload, DonationCredited):
         return payload.donor_id if payload.amount != 0 else None
     return None

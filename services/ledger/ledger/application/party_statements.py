@@ -1,0 +1,109 @@
+"""What each party sees of a month's statement (rules R9): an introducer, a client, an
+adviser, the cooperative. Each is a view of the month's statement document (frozen when the
+month is closed), so the figures are the month's figures to the cent; names are looked up
+when the view is made, never stored in the frozen statement (they are personal data)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Literal
+
+from ledger.domain.books import Books
+from ledger.domain.facts import COOPERATIVE
+from ledger.domain.money import format_amount
+
+__all__ = ["PARTY_KINDS", "PartyKind", "has_figures", "party_names", "party_statement"]
+
+PartyKind = Literal["introducer", "client", "adviser", "cooperative"]
+PARTY_KINDS: tuple[PartyKind, ...] = ("introducer", "client", "adviser", "cooperative")
+
+
+def _totals(lines: list[dict[str, Any]], field: str = "amount") -> list[dict[str, str]]:
+    sums: dict[str, Decimal] = defaultdict(Decimal)
+    for line in lines:
+        sums[line["currency"]] += Decimal(line[field])
+    return [{"currency": c, "amount": format_amount(v, c)} for c, v in sorted(sums.items())]
+
+
+def party_names(books: Books) -> dict[str, str]:
+    """The display names the ledger knows, by id (registrations)."""
+    return {i.introducer_id: i.display_name for i in books.introducers}
+
+
+def party_statement(
+    statement: dict[str, Any],
+    kind: PartyKind,
+    party_id: str,
+    names: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The part of ``statement`` (a month's statement document) that concerns one party,
+    with the names known for the ids it shows."""
+    names = names or {}
+    details = statement["details"]
+    commissions = details["commissions"]
+    if kind == "introducer":
+        lines = [c for c in commissions if c["introducer_id"] == party_id]
+        rows = [r for r in statement["balances"] if r["beneficiary_id"] == party_id]
+        payouts = [p for p in details["payouts"] if p["beneficiary_id"] == party_id]
+        extra: dict[str, Any] = {
+            "donations": _totals([c for c in lines if c["beneficiary_id"] == COOPERATIVE]),
+            "payouts": payouts,
+        }
+        voids = [v for v in details["voids"] if party_id in v.get("introducers", [])]
+    elif kind == "client":
+        lines = [c for c in commissions if c["client_id"] == party_id]
+        rows = [r for r in statement["rebates"] if r["client_id"] == party_id]
+        extra = {
+            key: [x for x in details[key] if x["client_id"] == party_id]
+            for key in ("margins", "rebate_shares", "pass_throughs")
+        }
+        voids = [v for v in details["voids"] if party_id in v.get("clients", [])]
+    elif kind == "adviser":
+        lines = [c for c in commissions if c["adviser_id"] == party_id]
+        rows = []
+        payouts = [p for p in details["payouts"] if p["adviser_id"] == party_id]
+        extra = {"payouts": payouts, "payout_totals": _totals(payouts)}
+        voids = [v for v in details["voids"] if party_id in v.get("advisers", [])]
+    else:
+        assert kind == "cooperative", kind
+        party_id = COOPERATIVE
+        lines = [c for c in commissions if c["beneficiary_id"] == COOPERATIVE]
+        rows = [r for r in statement["balances"] if r["beneficiary_id"] == COOPERATIVE]
+        extra = {"payouts": [p for p in details["payouts"] if p["beneficiary_id"] == COOPERATIVE]}
+        voids = []
+    shown = {
+        ident
+        for line in lines
+        for ident in (line["introducer_id"], line["client_id"], line["adviser_id"], line.get("donor_id"))
+        if ident
+    } | {party_id}
+    return {
+        "statement": kind,
+        "party_id": party_id,
+        "party_name": names.get(party_id, party_id),
+        "period": statement["period"],
+        "status": statement["status"],
+        "close": statement["close"],
+        "head": statement["head"],
+        "rows": rows,
+        "commissions": lines,
+        "commission_totals": _totals(lines),
+        "voids": voids,
+        "names": {ident: names[ident] for ident in sorted(shown) if ident in names},
+        **extra,
+    }
+
+
+def has_figures(party: dict[str, Any]) -> bool:
+    """Whether a party's month shows anything (a party with nothing is sent nothing)."""
+    return bool(
+        party["rows"]
+        or party["commissions"]
+        or party["voids"]
+        or party.get("payouts")
+        or party.get("margins")
+        or party.get("rebate_shares")
+        or party.get("pass_throughs")
+    )
