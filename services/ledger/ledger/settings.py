@@ -73,6 +73,12 @@ class Settings(NatsClientSecurity, BaseSettings):
     #: Webhook targets otherwise refused at registration (internal network): host names,
     #: addresses or CIDR networks, comma-separated (coop_runtime.netguard).
     webhook_allow_hosts: str = ""
+    #: The ledger's public address: the statements' signed links point there.
+    public_url: str = "http://127.0.0.1:8080"
+    #: How long a statement link stays valid, counted from the month's close.
+    statement_link_ttl_days: int = Field(default=90, ge=1, le=3650)
+    #: When set, this token (an auditor's) reads every report and every statement page.
+    auditor_token: SecretStr | None = None
     #: When set, report queries (HTTP and NATS) need this token; metrics and health do not.
     query_token: SecretStr | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -140,6 +146,7 @@ class Settings(NatsClientSecurity, BaseSettings):
         shown = self.model_dump(mode="json")
         shown["store_url"] = self.redacted_store_url()
         shown["query_token"] = "***" if self.query_token is not None else None
+        shown["auditor_token"] = "***" if self.auditor_token is not None else None
         shown["nats_password"] = "***" if self.nats_password is not None else None
         shown["pg_password"] = "***" if self.pg_password is not None else None
         shown["nats_url"] = self.redacted_nats_url()

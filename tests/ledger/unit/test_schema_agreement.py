@@ -32,6 +32,18 @@ VALID: dict[str, dict[str, Any]] = {
         "email": "bob@example.org",
         "language": "en",
     },
+    "client.registered": {"client_id": "cli-a", "display_name": "Cabinet A", "email": "a@example.org"},
+    "adviser.registered": {"adviser_id": "adv-a", "display_name": "Anne", "language": "fr"},
+    "vendor_commission.received": {
+        "vendor_commission_id": "VC-1",
+        "adviser_id": "adv-a",
+        "client_id": "cli-a",
+        "supplier_id": "sup-1",
+        "date": "2025-03-15",
+        "currency": "CHF",
+        "amount": "35.00",
+        "description": "reseller commission",
+    },
     "introducer.eligibility_changed": {
         "introducer_id": "int-bob",
         "can_receive_commission": False,

@@ -156,10 +156,9 @@ class _Data(BaseModel):
 # Inbound data types -------------------------------------------------------------------
 
 
-class IntroducerRegisteredV1(_Data):
-    TYPE: ClassVar[str] = "coop.ledger.introducer.registered.v1"
-    FACT: ClassVar[type] = f.IntroducerRegistered
-    introducer_id: Id
+class _ContactV1(_Data):
+    """A party's contact (introducer, client, adviser): how it is told what concerns it."""
+
     display_name: Text
     email: Annotated[EmailStr, WithJsonSchema(EMAIL_SCHEMA)] | None = None
     webhook_url: Annotated[HttpUrl, WithJsonSchema(WEBHOOK_URL_SCHEMA)] | None = None
@@ -177,13 +176,29 @@ class IntroducerRegisteredV1(_Data):
         return data
 
     def to_fact(self) -> f.Fact:
-        return f.IntroducerRegistered(
-            self.introducer_id,
-            self.display_name,
-            self.email,
-            str(self.webhook_url) if self.webhook_url is not None else None,
-            self.language,
-        )
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        if self.webhook_url is not None:
+            fields["webhook_url"] = str(self.webhook_url)
+        fact: f.Fact = self.FACT(**fields)
+        return fact
+
+
+class IntroducerRegisteredV1(_ContactV1):
+    TYPE: ClassVar[str] = "coop.ledger.introducer.registered.v1"
+    FACT: ClassVar[type] = f.IntroducerRegistered
+    introducer_id: Id
+
+
+class ClientRegisteredV1(_ContactV1):
+    TYPE: ClassVar[str] = "coop.ledger.client.registered.v1"
+    FACT: ClassVar[type] = f.ClientRegistered
+    client_id: Id
+
+
+class AdviserRegisteredV1(_ContactV1):
+    TYPE: ClassVar[str] = "coop.ledger.adviser.registered.v1"
+    FACT: ClassVar[type] = f.AdviserRegistered
+    adviser_id: Id
 
 
 class EligibilityChangedV1(_Data):
@@ -370,6 +385,22 @@ class RebatePassedThroughV1(_Data):
     date: Day
     currency: Currency
     amount: Money
+
+
+class VendorCommissionReceivedV1(_Data):
+    """A vendor's commission to an adviser on a client's purchase, disclosed to the client."""
+
+    TYPE: ClassVar[str] = "coop.ledger.vendor_commission.received.v1"
+    FACT: ClassVar[type] = f.VendorCommissionReceived
+    AMOUNTS: ClassVar[tuple[str, ...]] = ("amount",)
+    vendor_commission_id: Id
+    adviser_id: Id
+    client_id: Id
+    supplier_id: Id
+    date: Day
+    currency: Currency
+    amount: Money
+    description: Text
 
 
 class FactVoidedV1(_Data):

@@ -19,7 +19,14 @@ from ledger.application.chain import GENESIS, canonical_json, chain_hash, fact_d
 from ledger.application.contract import INBOUND_TYPES, Rejection, parse_envelope, type_of_fact
 from ledger.application.ports import FactStore, IntegrityCheckError, PositionConflictError, StoredFact
 from ledger.domain.books import Books, build_books
-from ledger.domain.facts import Fact, FactKey, PeriodClosed
+from ledger.domain.facts import (
+    AdviserRegistered,
+    ClientRegistered,
+    Fact,
+    FactKey,
+    IntroducerRegistered,
+    PeriodClosed,
+)
 from ledger.domain.periods import next_period
 
 __all__ = ["MAX_BATCH", "FactIndex", "Head", "Ledger", "Outcome", "fact_from_envelope"]
@@ -89,6 +96,9 @@ class FactIndex:
     #: recording time (a batch is recorded at one time), as first positions and times.
     _time_starts: list[int] = field(default_factory=list)
     _times: list[str] = field(default_factory=list)
+    #: Display names and languages from the registrations (introducers, clients, advisers).
+    names: dict[str, str] = field(default_factory=dict)
+    languages: dict[str, Literal["fr", "en"]] = field(default_factory=dict)
     #: Closed months (rules R9): period -> (position of the close, the close).
     closes: dict[str, tuple[int, PeriodClosed]] = field(default_factory=dict)
     last_closed: str | None = None
@@ -101,7 +111,10 @@ class FactIndex:
         self.envelope_ids[envelope_id] = stored.position
         self.facts[fact.key] = (stored.position, fact)
         self.by_position.append(fact)
-        if isinstance(fact, PeriodClosed):
+        if isinstance(fact, (IntroducerRegistered, ClientRegistered, AdviserRegistered)):
+            self.names.setdefault(fact.key[1], fact.display_name)
+            self.languages.setdefault(fact.key[1], fact.language)
+        elif isinstance(fact, PeriodClosed):
             self.closes[fact.period] = (stored.position, fact)
             self.last_closed = fact.period
         if not self._times or self._times[-1] != stored.recorded_at:

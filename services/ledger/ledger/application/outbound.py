@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.domain.commissions import CommissionLine
-from ledger.domain.facts import FactVoided, IntroducerRegistered
+from ledger.domain.facts import AdviserRegistered, ClientRegistered, FactVoided, IntroducerRegistered
 from ledger.domain.money import format_amount, format_rate
 
 __all__ = [
@@ -23,10 +23,12 @@ __all__ = [
     "balance_payload",
     "cause_payload",
     "commission_payload",
+    "contact_payload",
     "donation_payload",
     "introducer_payload",
     "period_closed_payload",
     "rebate_owed_payload",
+    "statement_issued_payload",
     "void_payload",
 ]
 
@@ -67,6 +69,26 @@ class VoidCause(_Out):
     target_type: str
     target_id: str
     reason: str
+
+
+class ClientRegisteredOut(_Out):
+    """A client's contact details, for the notifier's directory (statements)."""
+
+    client_id: str
+    display_name: str
+    email: str | None
+    webhook_url: str | None
+    language: Literal["fr", "en"]
+
+
+class AdviserRegisteredOut(_Out):
+    """An adviser's contact details, for the notifier's directory (statements)."""
+
+    adviser_id: str
+    display_name: str
+    email: str | None
+    webhook_url: str | None
+    language: Literal["fr", "en"]
 
 
 class CommissionEvent(_Out):
@@ -184,6 +206,21 @@ class PeriodClosedOut(_Out):
     totals: list[PeriodTotals]
 
 
+class StatementIssuedOut(_Out):
+    """A party's statement of a closed month (rules R9), to send it: who, which month, the
+    signed links to its page and PDF (valid until ``link_expires``), and the party's view
+    of the month (each list cut to 200 lines, ``truncated`` says which; the page has all)."""
+
+    party_kind: Literal["introducer", "client", "adviser"]
+    party_id: str
+    period: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+    close_position: int = Field(ge=1)
+    html_url: str
+    pdf_url: str
+    link_expires: str
+    statement: dict[str, object]
+
+
 class AuditCheckpoint(_Out):
     """The hash-chain head at a position, published periodically so that a copy lives
     outside the store (`ledger audit verify --against POSITION:HASH`)."""
@@ -194,6 +231,8 @@ class AuditCheckpoint(_Out):
 
 OUTBOUND_MODELS: dict[str, type[_Out]] = {
     "introducer.registered": IntroducerRegisteredOut,
+    "client.registered": ClientRegisteredOut,
+    "adviser.registered": AdviserRegisteredOut,
     "commission.accrued": CommissionEvent,
     "commission.adjusted": CommissionEvent,
     "commission.payable": CommissionEvent,
@@ -202,6 +241,7 @@ OUTBOUND_MODELS: dict[str, type[_Out]] = {
     "rebate.passed_through": RebatePassedThrough,
     "fact.voided": FactVoidedOut,
     "period.closed": PeriodClosedOut,
+    "statement.issued": StatementIssuedOut,
     "audit.checkpoint": AuditCheckpoint,
 }
 
@@ -300,6 +340,17 @@ def introducer_payload(fact: IntroducerRegistered) -> dict[str, Any]:
     }
 
 
+def contact_payload(fact: ClientRegistered | AdviserRegistered, id_field: str) -> dict[str, Any]:
+    """:class:`ClientRegisteredOut` / :class:`AdviserRegisteredOut`."""
+    return {
+        id_field: getattr(fact, id_field),
+        "display_name": fact.display_name,
+        "email": fact.email,
+        "webhook_url": fact.webhook_url,
+        "language": fact.language,
+    }
+
+
 def rebate_owed_payload(
     client_id: str, currency: str, owed: Decimal, delta: Decimal, outstanding: Decimal
 ) -> dict[str, str]:
@@ -349,4 +400,24 @@ def period_closed_payload(statement: dict[str, Any], totals: list[dict[str, Any]
         "position": close["position"],
         "rows": len(statement["balances"]) + len(statement["rebates"]),
         "totals": totals,
+    }
+
+
+def statement_issued_payload(
+    kind: str,
+    party_id: str,
+    *,
+    period: str,
+    position: int,
+    links: dict[str, str],
+    view: dict[str, Any],
+) -> dict[str, Any]:
+    """:class:`StatementIssuedOut`."""
+    return {
+        "party_kind": kind,
+        "party_id": party_id,
+        "period": period,
+        "close_position": position,
+        **links,
+        "statement": view,
     }

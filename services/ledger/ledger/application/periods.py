@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from ledger.application.ledger import Ledger
-from ledger.application.report import commission_row
+from ledger.application.report import commission_row, disclosure_row
 from ledger.domain.books import Books, build_books
 from ledger.domain.facts import Fact, FactVoided, PeriodClosed
 from ledger.domain.money import format_amount
@@ -153,6 +153,7 @@ def _details(end: Books, period: str, voids: Sequence[FactVoided]) -> dict[str, 
             for p in end.pass_throughs
             if _in_month(p.date, period)
         ],
+        "disclosures": [disclosure_row(d) for d in end.disclosures if _in_month(d.date, period)],
         "voids": [
             {
                 "void_id": v.void_id,

@@ -31,6 +31,8 @@ from ledger.domain.commissions import (
     payout_posting,
 )
 from ledger.domain.facts import (
+    AdviserRegistered,
+    ClientRegistered,
     CreditNoteIssued,
     EligibilityChanged,
     Fact,
@@ -44,6 +46,7 @@ from ledger.domain.facts import (
     RebatePassedThrough,
     RebateReceived,
     ResaleInvoiced,
+    VendorCommissionReceived,
 )
 from ledger.domain.purchasing import (
     MarginLine,
@@ -95,6 +98,10 @@ class Books:
     pass_throughs: tuple[RebatePassedThrough, ...] = ()
     purchases: tuple[PurchaseRecorded, ...] = ()
     payouts: tuple[PayoutRecorded, ...] = ()
+    clients: tuple[ClientRegistered, ...] = ()
+    advisers: tuple[AdviserRegistered, ...] = ()
+    #: Vendor commissions disclosed to clients (never revenue, never a commission base).
+    disclosures: tuple[VendorCommissionReceived, ...] = ()
     #: Every void (rules R8), and the facts they took back (counted nowhere).
     voids: tuple[VoidLine, ...] = ()
     voided: tuple[Fact, ...] = ()
@@ -116,6 +123,9 @@ class _Index:
     resales: dict[str, list[ResaleInvoiced]] = field(default_factory=lambda: defaultdict(list))
     rebates: list[RebateReceived] = field(default_factory=list)
     pass_throughs: list[RebatePassedThrough] = field(default_factory=list)
+    clients: dict[str, ClientRegistered] = field(default_factory=dict)
+    advisers: dict[str, AdviserRegistered] = field(default_factory=dict)
+    disclosures: list[VendorCommissionReceived] = field(default_factory=list)
 
 
 #: Where each kind of fact goes in the index: adding a fact type is adding its indexer
@@ -181,6 +191,22 @@ def _resale(ix: _Index, fact: ResaleInvoiced) -> None:
 @_indexes(RebateReceived)
 def _rebate(ix: _Index, fact: RebateReceived) -> None:
     ix.rebates.append(fact)
+
+
+@_indexes(ClientRegistered)
+def _client(ix: _Index, fact: ClientRegistered) -> None:
+    ix.clients[fact.client_id] = fact
+
+
+@_indexes(AdviserRegistered)
+def _adviser(ix: _Index, fact: AdviserRegistered) -> None:
+    ix.advisers[fact.adviser_id] = fact
+
+
+@_indexes(VendorCommissionReceived)
+def _vendor_commission(ix: _Index, fact: VendorCommissionReceived) -> None:
+    """Disclosed only: an adviser's kickback is never revenue nor a commission base (R1)."""
+    ix.disclosures.append(fact)
 
 
 @_indexes(PeriodClosed)
@@ -268,6 +294,9 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None, *, postings
         pass_throughs=tuple(sorted(ix.pass_throughs, key=lambda p: (p.date, p.pass_through_id))),
         purchases=tuple(sorted(ix.purchases.values(), key=lambda p: p.purchase_id)),
         payouts=tuple(sorted(ix.payouts, key=lambda p: (p.date, p.payout_id))),
+        clients=tuple(sorted(ix.clients.values(), key=lambda c: c.client_id)),
+        advisers=tuple(sorted(ix.advisers.values(), key=lambda a: a.adviser_id)),
+        disclosures=tuple(sorted(ix.disclosures, key=lambda d: (d.date, d.vendor_commission_id))),
         voids=voiding.voids,
         voided=tuple(voiding.voided[key] for key in sorted(voiding.voided)),
     )

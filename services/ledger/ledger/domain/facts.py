@@ -15,6 +15,8 @@ from typing import Literal, Protocol, TypeAlias
 __all__ = [
     "COOPERATIVE",
     "VOIDABLE_TYPES",
+    "AdviserRegistered",
+    "ClientRegistered",
     "CreditNoteIssued",
     "EligibilityChanged",
     "Fact",
@@ -31,6 +33,7 @@ __all__ = [
     "RebateReceived",
     "ResaleInvoiced",
     "Term",
+    "VendorCommissionReceived",
 ]
 
 #: The fixed account that receives donated commissions (rule R5).
@@ -58,6 +61,44 @@ class IntroducerRegistered:
     @property
     def key(self) -> FactKey:
         return ("introducer", self.introducer_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRegistered:
+    """A client's contact, so that it is told its statements (first registration stands)."""
+
+    client_id: str
+    display_name: str
+    email: str | None = None
+    webhook_url: str | None = None
+    language: Literal["fr", "en"] = "fr"
+
+    @property
+    def key(self) -> FactKey:
+        return ("client", self.client_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class AdviserRegistered:
+    """An adviser's contact, so that it is told its statements (first registration stands)."""
+
+    adviser_id: str
+    display_name: str
+    email: str | None = None
+    webhook_url: str | None = None
+    language: Literal["fr", "en"] = "fr"
+
+    @property
+    def key(self) -> FactKey:
+        return ("adviser", self.adviser_id)
 
     @property
     def business_date(self) -> dt.date | None:
@@ -233,6 +274,29 @@ class RebatePassedThrough:
     @property
     def key(self) -> FactKey:
         return ("pass_through", self.pass_through_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return self.date
+
+
+@dataclass(frozen=True, slots=True)
+class VendorCommissionReceived:
+    """A commission or kickback an adviser received from a vendor on a client's purchase:
+    disclosed to the client, never the adviser's revenue nor a commission base."""
+
+    vendor_commission_id: str
+    adviser_id: str
+    client_id: str
+    supplier_id: str
+    date: dt.date
+    currency: str
+    amount: Decimal
+    description: str
+
+    @property
+    def key(self) -> FactKey:
+        return ("vendor_commission", self.vendor_commission_id)
 
     @property
     def business_date(self) -> dt.date | None:
