@@ -39,6 +39,7 @@ from ledger.domain.commissions import (
 from ledger.domain.facts import (
     VOIDABLE_TYPES,
     AdviserRegistered,
+    BankDetailsChanged,
     ClientRegistered,
     CreditNoteIssued,
     EligibilityChanged,
@@ -50,6 +51,8 @@ from ledger.domain.facts import (
     InvoiceIssued,
     PaymentReceived,
     PayoutRecorded,
+    PayoutRunApproved,
+    PayoutRunProposed,
     PeriodClosed,
     PurchaseRecorded,
     RebatePassedThrough,
@@ -546,6 +549,9 @@ _INDEXERS: dict[type, Callable[[Deriver, Any, _Scope], None]] = {
     ClientRegistered: Deriver._nothing_to_recompute,
     AdviserRegistered: Deriver._nothing_to_recompute,
     VendorCommissionReceived: Deriver._nothing_to_recompute,
+    BankDetailsChanged: Deriver._nothing_to_recompute,
+    PayoutRunProposed: Deriver._nothing_to_recompute,
+    PayoutRunApproved: Deriver._nothing_to_recompute,
 }
 
 

@@ -89,12 +89,16 @@ def party_statement(
         rows = [r for r in statement["balances"] if r["beneficiary_id"] == COOPERATIVE]
         extra = {"payouts": [p for p in details["payouts"] if p["beneficiary_id"] == COOPERATIVE]}
         voids = []
-    shown = {
-        ident
-        for line in lines
-        for ident in (line["introducer_id"], line["client_id"], line["adviser_id"], line.get("donor_id"))
-        if ident
-    } | {party_id} | {d["adviser_id"] for d in extra.get("disclosures", [])}
+    shown = (
+        {
+            ident
+            for line in lines
+            for ident in (line["introducer_id"], line["client_id"], line["adviser_id"], line.get("donor_id"))
+            if ident
+        }
+        | {party_id}
+        | {d["adviser_id"] for d in extra.get("disclosures", [])}
+    )
     return {
         "statement": kind,
         "party_id": party_id,

@@ -32,6 +32,7 @@ from ledger.domain.commissions import (
 )
 from ledger.domain.facts import (
     AdviserRegistered,
+    BankDetailsChanged,
     ClientRegistered,
     CreditNoteIssued,
     EligibilityChanged,
@@ -41,6 +42,8 @@ from ledger.domain.facts import (
     InvoiceIssued,
     PaymentReceived,
     PayoutRecorded,
+    PayoutRunApproved,
+    PayoutRunProposed,
     PeriodClosed,
     PurchaseRecorded,
     RebatePassedThrough,
@@ -212,6 +215,21 @@ def _vendor_commission(ix: _Index, fact: VendorCommissionReceived) -> None:
 @_indexes(PeriodClosed)
 def _close(ix: _Index, fact: PeriodClosed) -> None:
     """A close changes no figure (its statement is computed from the others, rules R9)."""
+
+
+@_indexes(BankDetailsChanged)
+def _bank_details(ix: _Index, fact: BankDetailsChanged) -> None:
+    """Bank details change no figure."""
+
+
+@_indexes(PayoutRunProposed)
+def _payout_run(ix: _Index, fact: PayoutRunProposed) -> None:
+    """A proposed run changes no figure: the payouts the bank books do."""
+
+
+@_indexes(PayoutRunApproved)
+def _payout_run_approval(ix: _Index, fact: PayoutRunApproved) -> None:
+    """An approval changes no figure."""
 
 
 @_indexes(RebatePassedThrough)

@@ -16,6 +16,7 @@ __all__ = [
     "COOPERATIVE",
     "VOIDABLE_TYPES",
     "AdviserRegistered",
+    "BankDetailsChanged",
     "ClientRegistered",
     "CreditNoteIssued",
     "EligibilityChanged",
@@ -26,7 +27,10 @@ __all__ = [
     "IntroductionRecorded",
     "InvoiceIssued",
     "PaymentReceived",
+    "PayoutLine",
     "PayoutRecorded",
+    "PayoutRunApproved",
+    "PayoutRunProposed",
     "PeriodClosed",
     "PurchaseRecorded",
     "RebatePassedThrough",
@@ -57,6 +61,10 @@ class IntroducerRegistered:
     email: str | None = None
     webhook_url: str | None = None
     language: Literal["fr", "en"] = "fr"
+    #: Where the introducer is paid (personal data): an IBAN (electronic form), optional.
+    iban: str | None = None
+    bic: str | None = None
+    account_holder: str | None = None
 
     @property
     def key(self) -> FactKey:
@@ -99,6 +107,69 @@ class AdviserRegistered:
     @property
     def key(self) -> FactKey:
         return ("adviser", self.adviser_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class BankDetailsChanged:
+    """An introducer's bank account from ``effective_date`` on (personal data): the latest
+    effective on a payout run's date is the one paid."""
+
+    introducer_id: str
+    iban: str
+    effective_date: dt.date
+    bic: str | None = None
+    account_holder: str | None = None
+
+    @property
+    def key(self) -> FactKey:
+        return ("bank_details", f"{self.introducer_id}@{self.effective_date.isoformat()}")
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return self.effective_date
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutLine:
+    beneficiary_id: str
+    currency: str
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRunProposed:
+    """A payout run proposed from a closed month: what to pay each beneficiary."""
+
+    run_id: str
+    period: str
+    date: dt.date
+    proposed_by: str
+    lines: tuple[PayoutLine, ...]
+
+    @property
+    def key(self) -> FactKey:
+        return ("payout_run", self.run_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRunApproved:
+    """A second person approves a payout run: its payment file can be made."""
+
+    run_id: str
+    date: dt.date
+    approved_by: str
+
+    @property
+    def key(self) -> FactKey:
+        return ("payout_run_approval", self.run_id)
 
     @property
     def business_date(self) -> dt.date | None:
@@ -201,6 +272,11 @@ class PayoutRecorded:
     date: dt.date
     currency: str
     amount: Decimal
+    #: A payout made by a payout run and booked by the bank: the run, the transfer's
+    #: end-to-end id and the bank's reference (all optional).
+    run_id: str | None = None
+    end_to_end_id: str | None = None
+    bank_reference: str | None = None
 
     @property
     def key(self) -> FactKey:
