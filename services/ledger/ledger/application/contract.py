@@ -47,6 +47,7 @@ from ledger.application.fields import (
     Money,
     Period,
     Rate,
+    RunId,
     Text,
     Timestamp,
     check_text,
@@ -350,7 +351,7 @@ class PayoutRecordedV1(_Data):
     date: Day
     currency: Currency
     amount: Money
-    run_id: Id | None = None
+    run_id: RunId | None = None
     end_to_end_id: EndToEndId | None = None
     bank_reference: Text | None = None
 
@@ -368,7 +369,7 @@ class PayoutRunProposedV1(_Data):
 
     TYPE: ClassVar[str] = "coop.ledger.payout_run.proposed.v1"
     FACT: ClassVar[type] = f.PayoutRunProposed
-    run_id: Id
+    run_id: RunId
     period: Period
     date: Day
     proposed_by: Id
@@ -404,7 +405,7 @@ class PayoutRunApprovedV1(_Data):
 
     TYPE: ClassVar[str] = "coop.ledger.payout_run.approved.v1"
     FACT: ClassVar[type] = f.PayoutRunApproved
-    run_id: Id
+    run_id: RunId
     date: Day
     approved_by: Id
 

@@ -29,6 +29,7 @@ __all__ = [
     "MONEY_PATTERN",
     "PERIOD_PATTERN",
     "RATE_PATTERN",
+    "RUN_ID_PATTERN",
     "TIMESTAMP_PATTERN",
     "WEBHOOK_URL_SCHEMA",
     "Bic",
@@ -43,6 +44,7 @@ __all__ = [
     "Money",
     "Period",
     "Rate",
+    "RunId",
     "Text",
     "Timestamp",
     "check_text",
@@ -79,6 +81,9 @@ IBAN_PATTERN = _anchored(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}")
 BIC_PATTERN = _anchored(r"[A-Z]{6}[A-Z0-9]{2}([A-Z0-9]{3})?")
 #: An ISO 20022 end-to-end id as the payout files make them.
 END_TO_END_PATTERN = _anchored(r"[A-Za-z0-9.-]{1,35}")
+#: A payout run's id: short enough that its transfers' end-to-end ids (the run id, a dash
+#: and 16 hex digits) fit ISO 20022's 35 characters.
+RUN_ID_PATTERN = _anchored(r"[A-Za-z0-9][A-Za-z0-9.-]{0,17}")
 #: Free text: no control characters (C0, DEL; C1 included), whatever the language.
 CONTROL_FREE_PATTERN = _anchored(r"[^\x00-\x1f\x7f-\x9f]*")
 
@@ -107,6 +112,7 @@ _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 _IBAN = re.compile(IBAN_PATTERN)
 _BIC = re.compile(BIC_PATTERN)
 _END_TO_END = re.compile(END_TO_END_PATTERN)
+_RUN_ID = re.compile(RUN_ID_PATTERN)
 _PERIOD = re.compile(PERIOD_PATTERN)
 _TYPE = re.compile(TYPE_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -261,6 +267,14 @@ def _end_to_end(value: object) -> str:
     return value
 
 
+def _run_id(value: object) -> str:
+    if not isinstance(value, str) or _RUN_ID.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "invalid_id", "a payout run id is 1-18 letters, digits, '.' or '-', starting with a letter or digit"
+        )
+    return value
+
+
 def _bic(value: object) -> str:
     if not isinstance(value, str) or _BIC.fullmatch(value) is None:
         raise PydanticCustomError("invalid_value", "a BIC is 8 or 11 capitals and digits (e.g. UBSWCHZH80A)")
@@ -325,6 +339,7 @@ Bic = Annotated[str, PlainValidator(_bic), WithJsonSchema({"type": "string", "pa
 EndToEndId = Annotated[
     str, PlainValidator(_end_to_end), WithJsonSchema({"type": "string", "pattern": END_TO_END_PATTERN})
 ]
+RunId = Annotated[str, PlainValidator(_run_id), WithJsonSchema({"type": "string", "pattern": RUN_ID_PATTERN})]
 Period = Annotated[
     str, PlainValidator(_period), WithJsonSchema({"type": "string", "pattern": PERIOD_PATTERN})
 ]

@@ -108,6 +108,10 @@ class Books:
     #: Every void (rules R8), and the facts they took back (counted nowhere).
     voids: tuple[VoidLine, ...] = ()
     voided: tuple[Fact, ...] = ()
+    #: Where introducers are paid, and the payout runs (not voided) with their approvals.
+    bank_details: tuple[BankDetailsChanged, ...] = ()
+    payout_runs: tuple[PayoutRunProposed, ...] = ()
+    run_approvals: tuple[PayoutRunApproved, ...] = ()
 
 
 @dataclass
@@ -129,6 +133,9 @@ class _Index:
     clients: dict[str, ClientRegistered] = field(default_factory=dict)
     advisers: dict[str, AdviserRegistered] = field(default_factory=dict)
     disclosures: list[VendorCommissionReceived] = field(default_factory=list)
+    bank_details: list[BankDetailsChanged] = field(default_factory=list)
+    payout_runs: dict[str, PayoutRunProposed] = field(default_factory=dict)
+    run_approvals: dict[str, PayoutRunApproved] = field(default_factory=dict)
 
 
 #: Where each kind of fact goes in the index: adding a fact type is adding its indexer
@@ -219,17 +226,20 @@ def _close(ix: _Index, fact: PeriodClosed) -> None:
 
 @_indexes(BankDetailsChanged)
 def _bank_details(ix: _Index, fact: BankDetailsChanged) -> None:
-    """Bank details change no figure."""
+    """Bank details change no figure: payout runs read them."""
+    ix.bank_details.append(fact)
 
 
 @_indexes(PayoutRunProposed)
 def _payout_run(ix: _Index, fact: PayoutRunProposed) -> None:
     """A proposed run changes no figure: the payouts the bank books do."""
+    ix.payout_runs[fact.run_id] = fact
 
 
 @_indexes(PayoutRunApproved)
 def _payout_run_approval(ix: _Index, fact: PayoutRunApproved) -> None:
     """An approval changes no figure."""
+    ix.run_approvals[fact.run_id] = fact
 
 
 @_indexes(RebatePassedThrough)
@@ -317,6 +327,11 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None, *, postings
         disclosures=tuple(sorted(ix.disclosures, key=lambda d: (d.date, d.vendor_commission_id))),
         voids=voiding.voids,
         voided=tuple(voiding.voided[key] for key in sorted(voiding.voided)),
+        bank_details=tuple(
+            sorted(ix.bank_details, key=lambda b: (b.introducer_id, b.effective_date))
+        ),
+        payout_runs=tuple(ix.payout_runs[r] for r in sorted(ix.payout_runs)),
+        run_approvals=tuple(ix.run_approvals[r] for r in sorted(ix.run_approvals)),
     )
 
 

@@ -383,7 +383,17 @@ class VendorCommissionReceived:
 #: ``(kind, id)``. Invoices and credit notes are corrected by credit notes, registrations and
 #: eligibility changes are not errors of amounts, and a void cannot itself be voided.
 VOIDABLE_TYPES = frozenset(
-    {"introduction", "payment", "payout", "purchase", "resale", "rebate", "pass_through", "vendor_commission"}
+    {
+        "introduction",
+        "payment",
+        "payout",
+        "purchase",
+        "resale",
+        "rebate",
+        "pass_through",
+        "vendor_commission",
+        "payout_run",
+    }
 )
 
 
