@@ -25,6 +25,7 @@ from ledger.application.outbound import (
     contact_payload,
     donation_payload,
     introducer_payload,
+    payout_payload,
     rebate_owed_payload,
     void_payload,
 )
@@ -157,6 +158,10 @@ class Deriver:
             events.append(
                 self._event("adviser.registered", fact.adviser_id, contact_payload(fact, "adviser_id"))
             )
+        elif isinstance(fact, PayoutRecorded):
+            accrued, payable, paid = self._balances[(fact.beneficiary_id, fact.currency)]
+            balance = balance_payload(accrued, payable, paid, fact.currency)
+            events.append(self._event("payout.recorded", fact.payout_id, payout_payload(fact, balance)))
         return events + self._recompute(scope, fact)
 
     def _recompute(self, scope: _Scope, fact: Fact) -> list[DerivedEvent]:
@@ -565,6 +570,7 @@ _REMOVERS: dict[type, Callable[[Deriver, Any, _Scope], None]] = {
     RebateReceived: Deriver._purchasing_voided,
     RebatePassedThrough: Deriver._purchasing_voided,
     VendorCommissionReceived: Deriver._nothing_to_recompute,
+    PayoutRunProposed: Deriver._nothing_to_recompute,
 }
 
 

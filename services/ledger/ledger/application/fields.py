@@ -270,7 +270,8 @@ def _end_to_end(value: object) -> str:
 def _run_id(value: object) -> str:
     if not isinstance(value, str) or _RUN_ID.fullmatch(value) is None:
         raise PydanticCustomError(
-            "invalid_id", "a payout run id is 1-18 letters, digits, '.' or '-', starting with a letter or digit"
+            "invalid_id",
+            "a payout run id is 1-18 letters, digits, '.' or '-', starting with a letter or digit",
         )
     return value
 

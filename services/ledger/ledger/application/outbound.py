@@ -14,7 +14,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.domain.commissions import CommissionLine
-from ledger.domain.facts import AdviserRegistered, ClientRegistered, FactVoided, IntroducerRegistered
+from ledger.domain.facts import (
+    AdviserRegistered,
+    ClientRegistered,
+    FactVoided,
+    IntroducerRegistered,
+    PayoutRecorded,
+)
 from ledger.domain.money import format_amount, format_rate
 
 __all__ = [
@@ -26,6 +32,7 @@ __all__ = [
     "contact_payload",
     "donation_payload",
     "introducer_payload",
+    "payout_payload",
     "period_closed_payload",
     "rebate_owed_payload",
     "statement_issued_payload",
@@ -168,6 +175,23 @@ class FactVoidedOut(_Out):
     applied: bool
 
 
+class PayoutRecordedOut(_Out):
+    """Money paid to a beneficiary was recorded: by a payout run's transfer that the bank
+    booked (``run_id``, ``end_to_end_id``, ``bank_reference``), or by hand; with the
+    beneficiary's balance after it."""
+
+    payout_id: str
+    adviser_id: str
+    beneficiary_id: str
+    date: Day
+    currency: str
+    amount: Amount
+    run_id: str | None
+    end_to_end_id: str | None
+    bank_reference: str | None
+    balance: Balance
+
+
 class RebatePassedThrough(_Out):
     """A rebate or margin handed back to a client."""
 
@@ -239,6 +263,7 @@ OUTBOUND_MODELS: dict[str, type[_Out]] = {
     "donation.credited": DonationCredited,
     "rebate.owed": RebateOwed,
     "rebate.passed_through": RebatePassedThrough,
+    "payout.recorded": PayoutRecordedOut,
     "fact.voided": FactVoidedOut,
     "period.closed": PeriodClosedOut,
     "statement.issued": StatementIssuedOut,
@@ -348,6 +373,21 @@ def contact_payload(fact: ClientRegistered | AdviserRegistered, id_field: str) -
         "email": fact.email,
         "webhook_url": fact.webhook_url,
         "language": fact.language,
+    }
+
+
+def payout_payload(fact: PayoutRecorded, balance: dict[str, str]) -> dict[str, Any]:
+    return {
+        "payout_id": fact.payout_id,
+        "adviser_id": fact.adviser_id,
+        "beneficiary_id": fact.beneficiary_id,
+        "date": fact.date.isoformat(),
+        "currency": fact.currency,
+        "amount": format_amount(fact.amount, fact.currency),
+        "run_id": fact.run_id,
+        "end_to_end_id": fact.end_to_end_id,
+        "bank_reference": fact.bank_reference,
+        "balance": balance,
     }
 
 

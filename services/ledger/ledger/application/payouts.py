@@ -126,15 +126,19 @@ def cannot_pay(account: BankAccount | None, currency: str) -> str | None:
         return f"payment files are made in CHF and EUR only, not {currency}"
     if account is None:
         return "no bank account: record the introducer's IBAN (coop.ledger.introducer.bank_details.v1)"
+    return _iban_refusal(account.iban, currency)
+
+
+def _iban_refusal(text: str, currency: str) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            iban = IBAN(account.iban)
+            iban = IBAN(text)
     except SchwiftyException as exc:  # checked when recorded; a library update may disagree
         return f"the IBAN on record is not valid any more ({type(exc).__name__})"
     if currency == "CHF" and iban.country_code not in _CHF_COUNTRIES:
         return f"a CHF transfer needs a CH or LI IBAN (the one on record is in {iban.country_code})"
-    if currency == "CHF" and int(account.iban[4:9]) in _QR_IIDS:
+    if currency == "CHF" and int(text[4:9]) in _QR_IIDS:
         return "the IBAN on record is a QR-IBAN, which needs a QR reference: record the ordinary IBAN"
     if currency == "EUR" and not iban.in_sepa_zone:
         return f"a EUR transfer is a SEPA transfer; the IBAN on record is in {iban.country_code}"
@@ -452,73 +456,81 @@ def reconcile(ledger: Ledger, notices: Sequence[BankNotice]) -> Reconciliation:
     """Match the bank's ``notices`` to runs' lines (see the module); the payouts to record
     are in ``payouts`` (the data of ``payout.recorded`` facts), one per booked transfer."""
     books = _current_books(ledger)
-    lines = _run_lines(books)
     recorded = {p.payout_id for p in books.payouts} | {
         f.payout_id for f in books.voided if isinstance(f, PayoutRecorded)
     }
-    out = Reconciliation()
-    taken: set[str] = set()
+    matcher = _Matcher(_run_lines(books), frozenset(recorded))
     for notice in notices:
-        out.lines.append(_reconcile_one(notice, lines, recorded, taken, out.payouts))
-    return out
+        matcher.out.lines.append(matcher.one(notice))
+    return matcher.out
 
 
-def _reconcile_one(
-    notice: BankNotice,
-    lines: Mapping[str, tuple[PayoutRunProposed, PayoutLine, bool]],
-    recorded: set[str],
-    taken: set[str],
-    payouts: list[dict[str, Any]],
-) -> ReconciledLine:
-    e2e = notice.end_to_end_id
-    match = lines.get(e2e) if e2e is not None else None
-    if match is None:
-        why = "no end-to-end id" if e2e is None else "no run of this ledger has this end-to-end id"
-        return ReconciledLine("unmatched", e2e, notice.currency, notice.amount, message=why)
-    run, line, voided = match
-    assert e2e is not None
-    found = {"run_id": run.run_id, "beneficiary_id": line.beneficiary_id}
-    if notice.status == "returned":
-        hint = (
-            "returned by the bank"
-            + (f" ({notice.return_reason})" if notice.return_reason else "")
-            + (
-                f": void payout {e2e} (two people), then correct the bank details"
-                if e2e in recorded
-                else ": nothing was recorded for it; correct the bank details and void the run"
+@dataclass
+class _Matcher:
+    lines: Mapping[str, tuple[PayoutRunProposed, PayoutLine, bool]]
+    recorded: frozenset[str]
+    taken: set[str] = field(default_factory=set)
+    out: Reconciliation = field(default_factory=Reconciliation)
+
+    def one(self, notice: BankNotice) -> ReconciledLine:
+        e2e = notice.end_to_end_id
+        match = self.lines.get(e2e) if e2e is not None else None
+        if e2e is None or match is None:
+            why = "no end-to-end id" if e2e is None else "no run of this ledger has this end-to-end id"
+            return ReconciledLine("unmatched", e2e, notice.currency, notice.amount, message=why)
+        run, line, _ = match
+        found = {"run_id": run.run_id, "beneficiary_id": line.beneficiary_id}
+        if notice.status == "returned":
+            hint = (
+                "returned by the bank"
+                + (f" ({notice.return_reason})" if notice.return_reason else "")
+                + (
+                    f": void payout {e2e} (two people), then correct the bank details"
+                    if e2e in self.recorded
+                    else ": nothing was recorded for it; correct the bank details and void the run"
+                )
             )
+            return ReconciledLine("returned", e2e, notice.currency, notice.amount, **found, message=hint)
+        if notice.status in ("rejected", "pending"):
+            rejected = notice.status == "rejected"
+            message = "rejected by the bank: nothing recorded" if rejected else "not booked yet"
+            outcome: Outcome = "rejected" if rejected else "pending"
+            return ReconciledLine(outcome, e2e, notice.currency, notice.amount, **found, message=message)
+        assert notice.status == "booked", notice.status
+        return self._booked(notice, e2e, match)
+
+    def _booked(
+        self, notice: BankNotice, e2e: str, match: tuple[PayoutRunProposed, PayoutLine, bool]
+    ) -> ReconciledLine:
+        run, line, voided = match
+        found = {"run_id": run.run_id, "beneficiary_id": line.beneficiary_id}
+        if notice.currency != line.currency or notice.amount != line.amount:
+            message = (
+                f"the bank booked {notice.amount} {notice.currency}, the run proposed "
+                f"{format_amount(line.amount, line.currency)} {line.currency}: not recorded"
+            )
+            return ReconciledLine("refused", e2e, notice.currency, notice.amount, **found, message=message)
+        if e2e in self.recorded or e2e in self.taken:
+            message = "recorded before" if e2e in self.recorded else "twice in this file: recorded once"
+            return ReconciledLine(
+                "already_recorded", e2e, notice.currency, notice.amount, **found, message=message
+            )
+        if notice.booking_date is None:
+            message = "booked without a booking date: not recorded"
+            return ReconciledLine("refused", e2e, notice.currency, notice.amount, **found, message=message)
+        self.taken.add(e2e)
+        self.out.payouts.append(
+            {
+                "payout_id": e2e,
+                "adviser_id": COOPERATIVE,
+                "beneficiary_id": line.beneficiary_id,
+                "date": notice.booking_date.isoformat(),
+                "currency": line.currency,
+                "amount": format_amount(line.amount, line.currency),
+                "run_id": run.run_id,
+                "end_to_end_id": e2e,
+                **({"bank_reference": notice.bank_reference} if notice.bank_reference else {}),
+            }
         )
-        return ReconciledLine("returned", e2e, notice.currency, notice.amount, **found, message=hint)
-    if notice.status in ("rejected", "pending"):
-        message = "rejected by the bank: nothing recorded" if notice.status == "rejected" else "not booked yet"
-        outcome: Outcome = "rejected" if notice.status == "rejected" else "pending"
-        return ReconciledLine(outcome, e2e, notice.currency, notice.amount, **found, message=message)
-    assert notice.status == "booked", notice.status
-    if notice.currency != line.currency or notice.amount != line.amount:
-        message = (
-            f"the bank booked {notice.amount} {notice.currency}, the run proposed "
-            f"{format_amount(line.amount, line.currency)} {line.currency}: not recorded"
-        )
-        return ReconciledLine("refused", e2e, notice.currency, notice.amount, **found, message=message)
-    if e2e in recorded or e2e in taken:
-        message = "recorded before" if e2e in recorded else "twice in this file: recorded once"
-        return ReconciledLine("already_recorded", e2e, notice.currency, notice.amount, **found, message=message)
-    if notice.booking_date is None:
-        message = "booked without a booking date: not recorded"
-        return ReconciledLine("refused", e2e, notice.currency, notice.amount, **found, message=message)
-    taken.add(e2e)
-    payouts.append(
-        {
-            "payout_id": e2e,
-            "adviser_id": COOPERATIVE,
-            "beneficiary_id": line.beneficiary_id,
-            "date": notice.booking_date.isoformat(),
-            "currency": line.currency,
-            "amount": format_amount(line.amount, line.currency),
-            "run_id": run.run_id,
-            "end_to_end_id": e2e,
-            **({"bank_reference": notice.bank_reference} if notice.bank_reference else {}),
-        }
-    )
-    message = "booked" + (" (its run was voided since: check the next run)" if voided else "")
-    return ReconciledLine("recorded", e2e, notice.currency, notice.amount, **found, message=message)
+        message = "booked" + (" (its run was voided since: check the next run)" if voided else "")
+        return ReconciledLine("recorded", e2e, notice.currency, notice.amount, **found, message=message)

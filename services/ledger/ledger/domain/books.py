@@ -327,9 +327,7 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None, *, postings
         disclosures=tuple(sorted(ix.disclosures, key=lambda d: (d.date, d.vendor_commission_id))),
         voids=voiding.voids,
         voided=tuple(voiding.voided[key] for key in sorted(voiding.voided)),
-        bank_details=tuple(
-            sorted(ix.bank_details, key=lambda b: (b.introducer_id, b.effective_date))
-        ),
+        bank_details=tuple(sorted(ix.bank_details, key=lambda b: (b.introducer_id, b.effective_date))),
         payout_runs=tuple(ix.payout_runs[r] for r in sorted(ix.payout_runs)),
         run_approvals=tuple(ix.run_approvals[r] for r in sorted(ix.run_approvals)),
     )

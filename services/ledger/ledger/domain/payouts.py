@@ -81,9 +81,7 @@ class Proposal:
         return dict(sorted(out.items()))
 
 
-def open_lines(
-    runs: Iterable[PayoutRunProposed], payouts: Iterable[PayoutRecorded]
-) -> dict[Key, Decimal]:
+def open_lines(runs: Iterable[PayoutRunProposed], payouts: Iterable[PayoutRecorded]) -> dict[Key, Decimal]:
     """Per (beneficiary, currency): what runs propose that no payout booked yet (a line is
     booked by the payout whose ``end_to_end_id`` is the line's)."""
     booked = {p.end_to_end_id for p in payouts if p.end_to_end_id is not None}
