@@ -21,6 +21,7 @@ from ledger.application.ports import FactStore, IntegrityCheckError, PositionCon
 from ledger.domain.books import Books, build_books
 from ledger.domain.facts import (
     AdviserRegistered,
+    BankDetailsChanged,
     ClientRegistered,
     Fact,
     FactKey,
@@ -82,6 +83,10 @@ def _out_of_order(period: str, last_closed: str | None) -> str | None:
     )
 
 
+def _masked(iban: str) -> str:
+    return "*" * max(len(iban) - 4, 0) + iban[-4:]
+
+
 @dataclass(frozen=True, slots=True)
 class Head:
     """A consistent point of the log: ``position`` facts, the chain hash after them."""
@@ -112,6 +117,9 @@ class FactIndex:
     #: Display names and languages from the registrations (introducers, clients, advisers).
     names: dict[str, str] = field(default_factory=dict)
     languages: dict[str, Literal["fr", "en"]] = field(default_factory=dict)
+    #: Each introducer's payout account on record, masked (all but the last four
+    #: characters): the registration's, replaced by the latest effective bank details.
+    accounts: dict[str, tuple[date, str]] = field(default_factory=dict)
     #: Closed months (rules R9): period -> (position of the close, the close).
     closes: dict[str, tuple[int, PeriodClosed]] = field(default_factory=dict)
     last_closed: str | None = None
@@ -127,12 +135,22 @@ class FactIndex:
         if isinstance(fact, (IntroducerRegistered, ClientRegistered, AdviserRegistered)):
             self.names.setdefault(fact.key[1], fact.display_name)
             self.languages.setdefault(fact.key[1], fact.language)
+            if isinstance(fact, IntroducerRegistered) and fact.iban is not None:
+                self.accounts.setdefault(fact.introducer_id, (date.min, _masked(fact.iban)))
+        elif isinstance(fact, BankDetailsChanged):
+            known = self.accounts.get(fact.introducer_id)
+            if known is None or fact.effective_date >= known[0]:
+                self.accounts[fact.introducer_id] = (fact.effective_date, _masked(fact.iban))
         elif isinstance(fact, PeriodClosed):
             self.closes[fact.period] = (stored.position, fact)
             self.last_closed = fact.period
         if not self._times or self._times[-1] != stored.recorded_at:
             self._time_starts.append(stored.position)
             self._times.append(stored.recorded_at)
+
+    def masked_accounts(self) -> dict[str, str]:
+        """Each introducer's payout account on record, masked."""
+        return {who: masked for who, (_, masked) in self.accounts.items()}
 
     def recorded_at(self, position: int) -> str | None:
         """When the fact at ``position`` was recorded (ISO 8601 with offset)."""

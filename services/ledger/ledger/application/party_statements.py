@@ -53,9 +53,11 @@ def party_statement(
     kind: PartyKind,
     party_id: str,
     names: Mapping[str, str] | None = None,
+    accounts: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The part of ``statement`` (a month's statement document) that concerns one party,
-    with the names known for the ids it shows."""
+    with the names known for the ids it shows (and an introducer's payout account on
+    record, masked, from ``accounts``)."""
     names = names or {}
     details = statement["details"]
     commissions = details["commissions"]
@@ -66,6 +68,7 @@ def party_statement(
         extra: dict[str, Any] = {
             "donations": _totals([c for c in lines if c["beneficiary_id"] == COOPERATIVE]),
             "payouts": payouts,
+            "account": (accounts or {}).get(party_id),
         }
         voids = [v for v in details["voids"] if party_id in v.get("introducers", [])]
     elif kind == "client":

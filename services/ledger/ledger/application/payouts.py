@@ -47,7 +47,7 @@ from ledger.domain.facts import (
     PayoutRunProposed,
 )
 from ledger.domain.money import format_amount
-from ledger.domain.payouts import Proposal, due_amounts, end_to_end_id, open_lines, propose
+from ledger.domain.payouts import Proposal, due_amounts, end_to_end_id, is_run_id, open_lines, propose
 
 __all__ = [
     "PAYABLE_CURRENCIES",
@@ -258,6 +258,11 @@ def propose_run(
         closed = sorted(ledger.index.closes)
         raise PayoutRunError(
             f"{period} is not closed: a run is proposed from a closed month ({available_months(closed)})"
+        )
+    if run_id is not None and not is_run_id(run_id):
+        raise PayoutRunError(
+            f"{run_id[:40]!r}: a payout run id is 1-18 letters, digits, '.' or '-', starting with a "
+            "letter or digit (it starts each transfer's end-to-end id, at most 35 characters)"
         )
     chosen = run_id or next_run_id(ledger, period)
     if chosen in _known_run_ids(ledger):

@@ -160,6 +160,9 @@ def _details(end: Books, period: str, voids: Sequence[FactVoided]) -> dict[str, 
                 "date": p.date.isoformat(),
                 "currency": p.currency,
                 "amount": format_amount(p.amount, p.currency),
+                "run_id": p.run_id,
+                "end_to_end_id": p.end_to_end_id,
+                "bank_reference": p.bank_reference,
             }
             for p in end.payouts
             if _in_month(p.date, period)

@@ -113,8 +113,9 @@ class Pipeline:
         assert recorded is not None, position
         closed_at = datetime.fromisoformat(recorded)
         names = self.ledger.index.names
+        accounts = self.ledger.index.masked_accounts()
         for kind, party_id in parties_of(statement):
-            view = party_statement(statement, kind, party_id, names)
+            view = party_statement(statement, kind, party_id, names, accounts)
             if not has_figures(view):
                 continue
             payload = statement_issued_payload(

@@ -147,7 +147,9 @@ def answer(
             return month
         assert query.party_kind is not None and query.party_id is not None
         kind: PartyKind = query.party_kind  # type: ignore[assignment]
-        return party_statement(month, kind, query.party_id, ledger.index.names)
+        return party_statement(
+            month, kind, query.party_id, ledger.index.names, ledger.index.masked_accounts()
+        )
     head = ledger.index.head
     position = head.position if query.at_position is None else min(query.at_position, head.position)
     books = ledger.books(as_of=query.as_of, at_position=position)

@@ -30,6 +30,7 @@ __all__ = [
     "Proposal",
     "due_amounts",
     "end_to_end_id",
+    "is_run_id",
     "open_lines",
     "propose",
 ]
@@ -41,6 +42,11 @@ MAX_RUN_ID_CHARS = 18
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,17}")
 
 Key = tuple[str, str]
+
+
+def is_run_id(text: str) -> bool:
+    """Whether ``text`` can name a run (1-18 of ``A-Z a-z 0-9 . -``, not starting with . or -)."""
+    return _RUN_ID.fullmatch(text) is not None
 
 
 def end_to_end_id(run_id: str, beneficiary_id: str, currency: str) -> str:
