@@ -12,6 +12,7 @@ from typing import Any
 import pypdf
 import pytest
 
+from ledger.adapters.statement_render import render_party_html
 from ledger.application.party_statements import (
     PartyKind,
     has_figures,
@@ -77,6 +78,27 @@ def test_each_party_sees_its_part_of_the_month() -> None:
     cooperative = party_statement(month, "cooperative", "cooperative", names)
     assert cooperative["rows"][0]["closing"]["accrued"] == "75.00" and not cooperative["commissions"]
     assert not has_figures(party_statement(month, "client", "cli-nobody", names))
+
+
+@pytest.mark.parametrize(
+    ("kind", "party"),
+    [
+        ("introducer", "int-marie"),
+        ("client", "cli-cabinet-dupont"),
+        ("adviser", "adv-luc"),
+        ("cooperative", "cooperative"),
+        ("client", "cli-nobody"),
+    ],
+)
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_every_party_kind_renders_in_each_language(kind: PartyKind, party: str, language: str) -> None:
+    """The month's page renders for each kind of party (with or without figures, with or
+    without an account on record) in both languages, named in its title."""
+    month, names = march()
+    view = party_statement(month, kind, party, names, {"int-marie": "*" * 17 + "2957"})
+    html = render_party_html(view, "fr" if language == "fr" else "en")
+    assert f'<html lang="{language}">' in html and view["party_name"] in html
+    assert ("*" * 17 + "2957" in html) == (kind == "introducer")
 
 
 def test_a_void_is_on_the_statement_of_every_party_its_target_concerned() -> None:
