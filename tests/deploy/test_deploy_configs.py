@@ -91,7 +91,8 @@ def test_alert_rules_unit_tests_pass() -> None:
 
 def test_alerts_cover_what_the_issue_asks() -> None:
     """The alert rules cover refusals rising, publish lag, consumer pending, notifier
-    failures, a service down and the audit checkpoint not advancing."""
+    failures, a month's statements not all delivered within a day, a service down and the
+    audit checkpoint not advancing."""
     rules = {
         rule["alert"]: rule["expr"]
         for group in load_yaml(PROMETHEUS / "alerts.yml")["groups"]
@@ -102,6 +103,7 @@ def test_alerts_cover_what_the_issue_asks() -> None:
         "LedgerPublishLagHigh": "ledger_publish_lag_facts",
         "LedgerConsumerPendingHigh": "ledger_consumer_pending_messages",
         "NotifierAlertsFailing": "notifier_alerts_failed_total",
+        "NotifierStatementsUndelivered": "notifier_statements_pending_age_seconds",
         "ServiceDown": "up",
         "LedgerAuditCheckpointStalled": "ledger_audit_checkpoints_published_total",
     }
@@ -150,7 +152,8 @@ def test_grafana_provisioning_and_dashboard_fit_together() -> None:
 
 def test_dashboard_shows_what_the_issue_asks() -> None:
     """The dashboard has facts in and refused, batch latency, publish lag, consumer
-    pending, alerts sent and failed, and commissions accrued per currency."""
+    pending, alerts sent and failed, monthly statements sent, failed and undelivered, and
+    commissions accrued per currency."""
     exprs = " ".join(expr for _, expr in dashboard_exprs())
     for metric in (
         "ledger_facts_accepted_total",
@@ -163,6 +166,10 @@ def test_dashboard_shows_what_the_issue_asks() -> None:
         "notifier_alerts_failed_total",
         "notifier_retries_total",
         "notifier_send_duration_seconds_bucket",
+        "notifier_statements_sent_total",
+        "notifier_statements_failed_total",
+        "notifier_statements_pending",
+        "notifier_statements_pending_age_seconds",
     ):
         assert metric in exprs, metric
     assert "sum by (currency) (increase(ledger_commission_accrued_minor_total" in exprs

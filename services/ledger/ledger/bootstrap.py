@@ -25,7 +25,7 @@ from ledger.adapters.eventstore import EventSourcedFactStore
 from ledger.adapters.heap import DEFAULT_FREEZE_EVERY_FACTS, HeapFreezer
 from ledger.adapters.memory_store import MemoryFactStore
 from ledger.adapters.metrics import LedgerMetrics
-from ledger.adapters.query_api import http_routes, nats_answer
+from ledger.adapters.query_api import http_routes, nats_answer, statement_pages
 from ledger.adapters.service import LedgerService
 from ledger.application.admission import webhook_admission
 from ledger.application.ledger import Ledger
@@ -212,7 +212,9 @@ def build_app(settings: Settings | None = None) -> LedgerApp:
         after_shutdown=[after_shutdown],
         specification=specification,
     )
-    return LedgerApp(HttpGuard(app, [path for path, _ in routes]), service, asyncapi_doc)
+    pages = statement_pages(service.queries, service.link_key, utc_now)
+    guard = HttpGuard(app, [path for path, _ in routes], prefixes={"/statements/": pages})
+    return LedgerApp(guard, service, asyncapi_doc)
 
 
 def all_schema_files() -> dict[str, dict[str, Any]]:

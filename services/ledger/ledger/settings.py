@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from schwifty import IBAN
+from schwifty.exceptions import SchwiftyException
 
 from coop_runtime.nats_security import NatsClientSecurity
 from coop_runtime.netguard import AllowList, parse_allow_list
 from coop_runtime.redact import redact_secrets
+from ledger.domain.money import is_known_currency
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "parse_minimums"]
+
+
+def parse_minimums(text: str) -> dict[str, Decimal]:
+    """``CHF=20.00,EUR=20.00`` as amounts by currency (a clear error otherwise)."""
+    out: dict[str, Decimal] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        currency, sep, amount = item.partition("=")
+        currency = currency.strip().upper()
+        if not sep or not is_known_currency(currency):
+            raise ValueError(f"{item!r}: expected CUR=AMOUNT with an ISO 4217 currency (e.g. CHF=20.00)")
+        try:
+            value = Decimal(amount.strip())
+        except InvalidOperation:
+            raise ValueError(f"{item!r}: {amount.strip()!r} is not an amount") from None
+        if not value.is_finite() or value < 0 or value > Decimal("1000000"):
+            raise ValueError(f"{item!r}: a minimum is between 0 and 1000000")
+        out[currency] = value
+    return out
 
 
 class Settings(NatsClientSecurity, BaseSettings):
@@ -73,8 +95,23 @@ class Settings(NatsClientSecurity, BaseSettings):
     #: Webhook targets otherwise refused at registration (internal network): host names,
     #: addresses or CIDR networks, comma-separated (coop_runtime.netguard).
     webhook_allow_hosts: str = ""
+    #: The ledger's public address: the statements' signed links point there.
+    public_url: str = "http://127.0.0.1:8080"
+    #: How long a statement link stays valid, counted from the month's close.
+    statement_link_ttl_days: int = Field(default=90, ge=1, le=3650)
+    #: When set, this token (an auditor's) reads every report and every statement page.
+    auditor_token: SecretStr | None = None
     #: When set, report queries (HTTP and NATS) need this token; metrics and health do not.
     query_token: SecretStr | None = None
+    #: The smallest payout transfer per currency (``CUR=AMOUNT``, comma-separated): less is
+    #: carried over to a later run. A currency not listed has the default, 20.00.
+    payout_minimums: str = "CHF=20.00,EUR=20.00"
+    #: The cooperative's accounts that pay the runs (one per currency) and the name on them.
+    payout_debtor_name: str = ""
+    payout_debtor_chf_iban: str | None = None
+    payout_debtor_chf_bic: str | None = None
+    payout_debtor_eur_iban: str | None = None
+    payout_debtor_eur_bic: str | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -83,6 +120,31 @@ class Settings(NatsClientSecurity, BaseSettings):
     def _allow_list_parses(cls, value: str) -> str:
         parse_allow_list(value)
         return value
+
+    @field_validator("payout_minimums")
+    @classmethod
+    def _minimums_parse(cls, value: str) -> str:
+        parse_minimums(value)
+        return value
+
+    @field_validator("payout_debtor_chf_iban", "payout_debtor_eur_iban")
+    @classmethod
+    def _debtor_iban(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        try:
+            return str(IBAN(value).compact)
+        except SchwiftyException as exc:
+            raise ValueError(f"not a valid IBAN: {type(exc).__name__}") from None
+
+    def payout_minimum_amounts(self) -> dict[str, Decimal]:
+        return parse_minimums(self.payout_minimums)
+
+    def payout_debtor(self, currency: str) -> tuple[str, str | None] | None:
+        """The cooperative's (IBAN, BIC) paying in ``currency``, or None when not set."""
+        iban = {"CHF": self.payout_debtor_chf_iban, "EUR": self.payout_debtor_eur_iban}.get(currency)
+        bic = {"CHF": self.payout_debtor_chf_bic, "EUR": self.payout_debtor_eur_bic}.get(currency)
+        return None if iban is None else (iban, bic or None)
 
     def webhook_allow_list(self) -> AllowList:
         return parse_allow_list(self.webhook_allow_hosts)
@@ -140,9 +202,13 @@ class Settings(NatsClientSecurity, BaseSettings):
         shown = self.model_dump(mode="json")
         shown["store_url"] = self.redacted_store_url()
         shown["query_token"] = "***" if self.query_token is not None else None
+        shown["auditor_token"] = "***" if self.auditor_token is not None else None
         shown["nats_password"] = "***" if self.nats_password is not None else None
         shown["pg_password"] = "***" if self.pg_password is not None else None
         shown["nats_url"] = self.redacted_nats_url()
+        for field in ("payout_debtor_chf_iban", "payout_debtor_eur_iban"):
+            value = getattr(self, field)
+            shown[field] = None if value is None else "*" * (len(value) - 4) + value[-4:]
         return shown
 
     def redacted_store_url(self) -> str:

@@ -14,6 +14,7 @@ from faststream.asgi import AsgiFastStream
 from coop_runtime.broker import build_broker
 from notifier.adapters.email import SmtpEmailSender
 from notifier.adapters.metrics import NotifierMetrics
+from notifier.adapters.pdf_fetcher import LedgerPdfFetcher
 from notifier.adapters.runner import ThreadRunner
 from notifier.adapters.sent_journal import FileSentJournal, journal_directory, recover_journals
 from notifier.adapters.service import NotifierService, build_asgi
@@ -51,13 +52,16 @@ class Core:
     store_runner: ThreadRunner
     render_runner: ThreadRunner
     senders: dict[Channel, Sender]
+    fetcher: LedgerPdfFetcher
     metrics: NotifierMetrics
 
     async def close(self) -> None:
-        """Close the channels, then the threads, then the store and the journal."""
-        for sender in self.senders.values():
+        """Close the channels and the PDF fetcher, then the threads, then the store and the
+        journal."""
+        closables: list[Sender | LedgerPdfFetcher] = [*self.senders.values(), self.fetcher]
+        for closable in closables:
             try:
-                await sender.close()
+                await closable.close()
             except Exception as exc:  # closing is best effort
                 log.warning("channel did not close cleanly", error=repr(exc)[:300])
         self.render_runner.close()
@@ -112,8 +116,13 @@ def build_core(settings: NotifierSettings, publisher: FailurePublisher, clock: C
     ingestor = Ingestor(
         store=store, observer=metrics, digest=digest, channels=senders, clock=clock, run=store_runner
     )
-    renderer = Renderer()
+    renderer = Renderer(zone=ZoneInfo(settings.timezone))
     renderer.warm()
+    fetcher = LedgerPdfFetcher(
+        base_url=settings.ledger_url,
+        timeout_s=settings.ledger_timeout_s,
+        concurrency=settings.ledger_fetch_concurrency,
+    )
     deliverer = Deliverer(
         store=store,
         renderer=renderer,
@@ -131,6 +140,7 @@ def build_core(settings: NotifierSettings, publisher: FailurePublisher, clock: C
         run=store_runner,
         render=render_runner,
         send_concurrency=settings.send_concurrency,
+        fetcher=fetcher,
     )
     digester = Digester(store=store, policy=digest, deliverer=deliverer, clock=clock, run=store_runner)
     resender = Resender(store=store, deliverer=deliverer, clock=clock, run=store_runner)
@@ -144,6 +154,7 @@ def build_core(settings: NotifierSettings, publisher: FailurePublisher, clock: C
         store_runner=store_runner,
         render_runner=render_runner,
         senders=senders,
+        fetcher=fetcher,
         metrics=metrics,
     )
 

@@ -15,7 +15,10 @@ from notifier.settings import NotifierSettings
 __all__ = ["app", "main"]
 
 app = typer.Typer(
-    name="notifier", help="Alerts introducers of what they earn.", no_args_is_help=True, add_completion=False
+    name="notifier",
+    help="Tells introducers what they earn, and every party its monthly statement.",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 
@@ -122,16 +125,24 @@ def status() -> None:
 
 
 @app.command("webhook-secret")
-def webhook_secret(introducer_id: Annotated[str, typer.Argument(help="The introducer's id.")]) -> None:
-    """Print the key an introducer uses to verify the notifier's webhook signatures
-    (derived from NOTIFIER_WEBHOOK_SECRET; give it to that introducer only)."""
-    from notifier.domain.signature import introducer_secret
+def webhook_secret(
+    party_id: Annotated[str, typer.Argument(help="The party's id (an introducer's by default).")],
+    kind: Annotated[
+        str, typer.Option(help="The party's kind: introducer, client or adviser.")
+    ] = "introducer",
+) -> None:
+    """Print the key a party uses to verify the notifier's webhook signatures (derived from
+    NOTIFIER_WEBHOOK_SECRET; give it to that party only)."""
+    from notifier.domain.signature import party_secret
 
     settings = _settings()
+    if kind not in ("introducer", "client", "adviser"):
+        typer.echo("notifier: --kind is introducer, client or adviser", err=True)
+        raise typer.Exit(2)
     if not settings.webhook_enabled:
         typer.echo("notifier: NOTIFIER_WEBHOOK_SECRET is not set", err=True)
         raise typer.Exit(2)
-    typer.echo(introducer_secret(settings.webhook_secret.get_secret_value(), introducer_id))
+    typer.echo(party_secret(settings.webhook_secret.get_secret_value(), kind, party_id))
 
 
 @app.command()

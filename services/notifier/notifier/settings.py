@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coop_runtime.nats_security import NatsClientSecurity
 from coop_runtime.netguard import AllowList, is_loopback_host, parse_allow_list
+from notifier.domain.links import base_problem
 
 __all__ = ["NotifierSettings"]
 
@@ -66,6 +67,14 @@ class NotifierSettings(NatsClientSecurity, BaseSettings):
     webhook_allow_hosts: str = Field(default="", max_length=16_384)
     webhook_per_host: int = Field(default=4, ge=1, le=100)
 
+    # the ledger's statement links ------------------------------------------------------
+    #: Base URL of the ledger's statement links: a statement's PDF is fetched (for its e-mail)
+    #: only from a ``pdf_url`` under it (same scheme, host and port, path under its path).
+    ledger_url: str = Field(default="http://127.0.0.1:8080", max_length=2048)
+    #: Per PDF fetch (one attempt); how many fetches at once (the ledger renders each PDF).
+    ledger_timeout_s: float = Field(default=30.0, gt=0, le=300)
+    ledger_fetch_concurrency: int = Field(default=4, ge=1, le=64)
+
     # sending and retries -------------------------------------------------------------
     send_concurrency: int = Field(default=16, ge=1, le=1000)
     max_attempts: int = Field(default=6, ge=1, le=50)
@@ -103,6 +112,14 @@ class NotifierSettings(NatsClientSecurity, BaseSettings):
     @classmethod
     def _allow_list(cls, value: str) -> str:
         parse_allow_list(value)  # raises ValueError naming the bad entry
+        return value
+
+    @field_validator("ledger_url")
+    @classmethod
+    def _ledger_base(cls, value: str) -> str:
+        problem = base_problem(value)
+        if problem is not None:
+            raise ValueError(f"NOTIFIER_LEDGER_URL {problem}")
         return value
 
     @model_validator(mode="after")

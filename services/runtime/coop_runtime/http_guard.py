@@ -4,7 +4,7 @@ Everything it refuses is refused before any route runs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -17,11 +17,16 @@ ALLOWED_METHODS = frozenset({"GET", "HEAD"})
 
 
 class HttpGuard:
-    """Wraps ``app``; ``paths`` are the paths its routes serve (others get 404)."""
+    """Wraps ``app``; ``paths`` are the paths its routes serve (others get 404);
+    ``prefixes`` maps a path prefix (ending with ``/``) to the ASGI app serving it."""
 
-    def __init__(self, app: Any, paths: Iterable[str] | None = None) -> None:
+    def __init__(
+        self, app: Any, paths: Iterable[str] | None = None, prefixes: Mapping[str, Any] | None = None
+    ) -> None:
         self.app = app
         self.paths = frozenset(paths) if paths is not None else None
+        self.prefixes = dict(prefixes or {})
+        assert all(prefix.endswith("/") for prefix in self.prefixes), self.prefixes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -37,7 +42,12 @@ class HttpGuard:
         if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
             await _refuse(send, 414, "query string too long")
             return
-        if self.paths is not None and scope.get("path") not in self.paths:
+        path = str(scope.get("path", ""))
+        for prefix, handler in self.prefixes.items():
+            if path.startswith(prefix):
+                await handler(scope, receive, send)
+                return
+        if self.paths is not None and path not in self.paths:
             await _refuse(send, 404, "no such path", reason="not_found")
             return
         await self.app(scope, receive, send)

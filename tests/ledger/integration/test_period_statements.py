@@ -12,10 +12,17 @@ from typing import Any
 import pypdf
 import pytest
 
-from ledger.application.party_statements import has_figures, party_names, party_statement
+from ledger.adapters.statement_render import render_party_html
+from ledger.application.party_statements import (
+    PartyKind,
+    has_figures,
+    parties_of,
+    party_names,
+    party_statement,
+)
 from ledger.application.periods import period_statement
 from ledger.bootstrap import build_ephemeral_ledger
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, envelope
 from tests.ledger.unit.test_periods import close
 from tests.support.servers import run_cli
 
@@ -71,6 +78,63 @@ def test_each_party_sees_its_part_of_the_month() -> None:
     cooperative = party_statement(month, "cooperative", "cooperative", names)
     assert cooperative["rows"][0]["closing"]["accrued"] == "75.00" and not cooperative["commissions"]
     assert not has_figures(party_statement(month, "client", "cli-nobody", names))
+
+
+@pytest.mark.parametrize(
+    ("kind", "party"),
+    [
+        ("introducer", "int-marie"),
+        ("client", "cli-cabinet-dupont"),
+        ("adviser", "adv-luc"),
+        ("cooperative", "cooperative"),
+        ("client", "cli-nobody"),
+    ],
+)
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_every_party_kind_renders_in_each_language(kind: PartyKind, party: str, language: str) -> None:
+    """The month's page renders for each kind of party (with or without figures, with or
+    without an account on record) in both languages, named in its title."""
+    month, names = march()
+    view = party_statement(month, kind, party, names, {"int-marie": "*" * 17 + "2957"})
+    html = render_party_html(view, "fr" if language == "fr" else "en")
+    assert f'<html lang="{language}">' in html and view["party_name"] in html
+    assert ("*" * 17 + "2957" in html) == (kind == "introducer")
+
+
+def test_a_void_is_on_the_statement_of_every_party_its_target_concerned() -> None:
+    """A payment voided in March is told to the invoice's client and adviser and to the
+    introducer paid on it; a voided purchase to its client; nobody else sees either void."""
+    voids = [
+        envelope(
+            "fact.voided",
+            {
+                "void_id": f"void-{target}",
+                "target_type": kind,
+                "target_id": target,
+                "date": "2025-03-30",
+                "reason": "typed twice",
+                "requested_by": "tre-ana",
+                "approved_by": "tre-luc",
+            },
+            id=f"void-{target}",
+        )
+        for kind, target in (("payment", "pay-0311"), ("purchase", "pu-2"))
+    ]
+    lines = history()
+    ledger = build_ephemeral_ledger()
+    ledger.ingest([*lines[:-1], *voids, lines[-1]])
+    month, names = period_statement(ledger, "2025-03"), party_names(ledger.books())
+
+    def voided(kind: PartyKind, party: str) -> list[str]:
+        return [v["void_id"] for v in party_statement(month, kind, party, names)["voids"]]
+
+    assert voided("client", "cli-cabinet-dupont") == ["void-pay-0311"]
+    assert voided("adviser", "adv-luc") == ["void-pay-0311"]
+    assert voided("introducer", "int-marie") == ["void-pay-0311"]
+    purchase_client = next(v["clients"] for v in month["details"]["voids"] if v["void_id"] == "void-pu-2")
+    assert purchase_client and voided("client", purchase_client[0]) == ["void-pu-2"]
+    assert voided("introducer", "int-ines") == [] and voided("client", "cli-nobody") == []
+    assert ("client", purchase_client[0]) in parties_of(month)
 
 
 def test_the_pdf_reads_back_every_commission_line_of_the_client(tmp_path: Path) -> None:

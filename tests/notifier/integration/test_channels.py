@@ -50,7 +50,7 @@ def _delivery(channel: str, **who: str) -> Delivery:
     assert isinstance(payload, CommissionEvent)
     introducer = Introducer.model_validate(
         {"introducer_id": "int-marie", "display_name": "Marie Dupont", "language": "fr", **who}
-    )
+    ).party()
     rendered = Renderer().render_event(env.kind, payload, introducer, env.id, env.ledgerposition)
     about = {"id": env.id, "kind": env.kind, "ledger_position": env.ledgerposition, "data": env.data}
     return Delivery(AlertKey(env.id, channel), introducer, rendered, about)  # type: ignore[arg-type]

@@ -54,8 +54,8 @@ async def test_last_attempt_publishes_to_notifier_failed(tmp_path: Path) -> None
     assert (notice.channel, notice.reason, notice.attempts, notice.failures) == ("webhook", "http_5xx", 3, 1)
     assert msg_id == f"{notice.event_id}#webhook#failed-1"
     # the other channel of the same introducer and the other introducer are unaffected
-    assert [d.introducer.introducer_id for d in rig.email.sent] == ["int-dead"]
-    assert [d.introducer.introducer_id for d in rig.webhook.sent] == ["int-ok"]
+    assert [d.party.party_id for d in rig.email.sent] == ["int-dead"]
+    assert [d.party.party_id for d in rig.webhook.sent] == ["int-ok"]
     # a redelivery of the failed event neither resends nor republishes
     await rig.feed(envs)
     assert rig.webhook.attempts["int-dead"] == 3 and len(rig.publisher.notices) == 1
@@ -101,7 +101,7 @@ async def test_resend_failed_sends_once_the_channel_is_back(tmp_path: Path) -> N
     del rig.webhook.fail["int-dead"]
     assert await rig.resender.resend_failed() == {"claimed": 1, "sent": 1, "failed": 0}
     assert await rig.resender.resend_failed() == {"claimed": 0, "sent": 0, "failed": 0}
-    assert sorted(d.introducer.introducer_id for d in rig.webhook.sent) == ["int-dead", "int-ok"]
+    assert sorted(d.party.party_id for d in rig.webhook.sent) == ["int-dead", "int-ok"]
 
 
 @pytest.mark.asyncio
@@ -116,7 +116,7 @@ async def test_dead_webhook_does_not_block_others(tmp_path: Path) -> None:
     keys = rig.store.open_alerts_of_recipient("int-dead") + rig.store.open_alerts_of_recipient("int-ok")
     dead = asyncio.ensure_future(rig.deliverer.deliver_all([k for k in keys if k.channel == "webhook"]))
     await asyncio.sleep(0.15)
-    assert [d.introducer.introducer_id for d in rig.webhook.sent] == ["int-ok"]
+    assert [d.party.party_id for d in rig.webhook.sent] == ["int-ok"]
     assert not dead.done()
     await dead
     assert rig.webhook.attempts["int-dead"] == 4
@@ -146,7 +146,7 @@ async def test_daily_digest_sends_one_message_per_introducer_per_day(tmp_path: P
     assert await rig.digester.run_digests(datetime(2025, 3, 11, 22, 0, tzinfo=UTC)) == 0
     assert await rig.digester.run_digests(datetime(2025, 3, 12, 5, 59, tzinfo=UTC)) == 0  # 06:59 local
     assert await rig.digester.run_digests(datetime(2025, 3, 12, 6, 0, tzinfo=UTC)) == 4
-    by_who = {(d.introducer.introducer_id, d.key.channel): d for d in rig.email.sent + rig.webhook.sent}
+    by_who = {(d.party.party_id, d.key.channel): d for d in rig.email.sent + rig.webhook.sent}
     assert sorted(by_who) == [
         ("int-dead", "email"),
         ("int-dead", "webhook"),
@@ -180,13 +180,13 @@ async def test_digest_can_be_chosen_per_introducer(tmp_path: Path) -> None:
     """With the digest listed for one introducer only, the others get one alert per event."""
     rig = make_rig(tmp_path / "n.sqlite3", digest_introducers=frozenset({"int-marie"}))
     await rig.feed(derived_envelopes(EXAMPLE_01 + _two_introducers()))
-    assert sorted({d.introducer.introducer_id for d in rig.email.sent + rig.webhook.sent}) == [
+    assert sorted({d.party.party_id for d in rig.email.sent + rig.webhook.sent}) == [
         "int-dead",
         "int-ok",
     ]
     assert rig.store.counts()["queued"] == 5
     await rig.digester.run_digests(datetime(2025, 3, 13, 7, 0, tzinfo=UTC))
-    assert [d.key.alert_id for d in rig.email.sent if d.introducer.introducer_id == "int-marie"] == [
+    assert [d.key.alert_id for d in rig.email.sent if d.party.party_id == "int-marie"] == [
         "digest:2025-03-11:int-marie"
     ]
 

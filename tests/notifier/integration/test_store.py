@@ -9,7 +9,14 @@ import pytest
 from notifier.adapters.store import SqliteAlertStore
 from notifier.domain.events import AlertKey
 from tests.conftest import EXAMPLES
-from tests.notifier.support import derived_envelopes, introducer_line, introduction_lines, make_rig
+from tests.notifier.support import (
+    derived_envelopes,
+    envelope_bytes,
+    introducer_line,
+    introduction_lines,
+    make_rig,
+    month_close,
+)
 
 EXAMPLE_01 = (EXAMPLES / "01-standard-introduction.jsonl").read_text().splitlines()
 MARIE = [
@@ -72,7 +79,7 @@ async def test_first_registration_stands(tmp_path: Path) -> None:
         update={"id": "99:introducer.registered:int-a", "data": {**first.data, "email": "evil@example.org"}}
     )
     await rig.feed([first, other])
-    who = rig.store.introducer("int-a")
+    who = rig.store.party("int-a")
     assert who is not None and who.email == "a@example.org"
 
 
@@ -134,3 +141,62 @@ def test_non_ledger_messages_are_skipped() -> None:
     assert parse_message(b"{" + b" " * 70_000 + b"}") is None
     good = derived_envelopes(EXAMPLE_01)[1]
     assert parse_message(good.model_dump_json().encode()) == good
+
+
+def test_a_large_statement_is_read_but_not_a_large_commission_event() -> None:
+    """A statement up to 1 MiB is read (hundreds of lines); any other event above 64 KiB is skipped."""
+    from notifier.adapters.service import parse_message
+
+    close = month_close()
+    statement = close.of("adviser", "adv-luc")
+    line = statement.data["statement"]["commissions"][0]
+    lines = [{**line, "invoice_id": f"inv-{n:05d}"} for n in range(400)]
+    big = statement.model_copy(
+        update={
+            "data": {**statement.data, "statement": {**statement.data["statement"], "commissions": lines}}
+        }
+    )
+    raw = envelope_bytes(big)
+    assert 64 * 1024 < len(raw) < 1024 * 1024
+    assert parse_message(raw) == big
+    commission = derived_envelopes(EXAMPLE_01)[1]
+    padded = commission.model_copy(update={"data": {**commission.data, "padding": "x" * 70_000}})
+    assert parse_message(envelope_bytes(padded)) is None
+
+
+@pytest.mark.asyncio
+async def test_a_schema_1_store_is_migrated_with_its_introducers_and_what_was_sent(tmp_path: Path) -> None:
+    """A schema-1 store opens as schema 2 with its introducers in the directory and nothing sent again."""
+    import sqlite3
+
+    path = tmp_path / "n.sqlite3"
+    rig = make_rig(path)
+    envs = derived_envelopes(EXAMPLE_01)
+    await rig.feed(envs)
+    rig.store.close()
+    with sqlite3.connect(path) as db:  # back to schema 1, as the previous notifier left it
+        db.executescript(
+            """
+            CREATE TABLE introducers (
+                introducer_id TEXT PRIMARY KEY, display_name TEXT NOT NULL, email TEXT,
+                webhook_url TEXT, language TEXT NOT NULL, event_id TEXT NOT NULL,
+                registered_at TEXT NOT NULL);
+            INSERT INTO introducers SELECT party_id, display_name, email, webhook_url, language,
+                event_id, registered_at FROM parties WHERE kind = 'introducer';
+            DROP TABLE parties;
+            UPDATE meta SET value = '1' WHERE key = 'schema_version';
+            """
+        )
+    again = make_rig(path)
+    marie = again.store.party("int-marie")
+    assert marie is not None and (marie.kind, marie.email, marie.language) == (
+        "introducer",
+        "marie@example.org",
+        "fr",
+    )
+    await again.feed(envs)
+    assert again.email.sent == [] and again.store.counts()["sent"] == 5
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "introducers" not in tables and "parties" in tables

@@ -85,7 +85,9 @@ def receiver() -> Iterator[HttpReceiver]:
 
 
 def _delivery(url: str) -> Delivery:
-    introducer = Introducer(introducer_id="int-guard", display_name="Guard", webhook_url=url, language="en")
+    introducer = Introducer(
+        introducer_id="int-guard", display_name="Guard", webhook_url=url, language="en"
+    ).party()
     rendered = Rendered(subject="New commission", text="text\n", language="en")
     return Delivery(AlertKey("9:commission.accrued:x", "webhook"), introducer, rendered, {"kind": "x"})
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from notifier.domain.signature import introducer_secret
+from notifier.domain.signature import introducer_secret, party_secret
 from tests.support.servers import VENV_BIN
 
 
@@ -36,10 +36,23 @@ def test_webhook_secret_prints_the_introducers_key() -> None:
     assert _cli("webhook-secret", "int-john", NOTIFIER_WEBHOOK_SECRET="").returncode == 2
 
 
+def test_webhook_secret_of_a_client_or_an_adviser() -> None:
+    """`--kind client|adviser` prints that party's key (not the introducer's of the same id)."""
+    client = _cli("webhook-secret", "x-1", "--kind", "client", NOTIFIER_WEBHOOK_SECRET="master")
+    assert client.returncode == 0 and client.stdout.strip() == party_secret("master", "client", "x-1")
+    assert client.stdout.strip() != introducer_secret("master", "x-1")
+    assert _cli("webhook-secret", "x-1", "--kind", "supplier", NOTIFIER_WEBHOOK_SECRET="m").returncode == 2
+
+
 def test_status_reads_the_store_and_bad_config_is_refused(tmp_path: Path) -> None:
     """`notifier status` reports the store's counts; an invalid setting exits 2 with a message."""
     result = _cli("status", NOTIFIER_DATA_DIR=str(tmp_path))
-    assert result.returncode == 0 and json.loads(result.stdout) == {"introducers": 0, "waiting_events": 0}
+    assert result.returncode == 0 and json.loads(result.stdout) == {
+        "advisers": 0,
+        "clients": 0,
+        "introducers": 0,
+        "waiting_events": 0,
+    }
     bad = _cli("status", NOTIFIER_MAX_ATTEMPTS="0")
     assert bad.returncode == 2
     assert "max_attempts" in bad.stderr

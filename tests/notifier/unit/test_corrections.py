@@ -18,6 +18,7 @@ from notifier.domain.events import (
     Introducer,
     LedgerEnvelope,
     OtherCause,
+    Party,
     VoidCause,
     parse_payload,
 )
@@ -56,8 +57,8 @@ def _after_void(lines: list[str], void: str) -> list[LedgerEnvelope]:
     return [e for e in envelopes if e.ledgerposition == last]
 
 
-def _who(language: str, introducer_id: str = "int-marie") -> Introducer:
-    return Introducer(introducer_id=introducer_id, display_name="Marie Dupont", language=language)
+def _who(language: str, introducer_id: str = "int-marie") -> Party:
+    return Introducer(introducer_id=introducer_id, display_name="Marie Dupont", language=language).party()
 
 
 def _payload(env: LedgerEnvelope) -> CommissionEvent | DonationCredited:

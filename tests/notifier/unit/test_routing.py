@@ -46,8 +46,8 @@ def test_channels_follow_contact_details_and_configuration() -> None:
     """E-mail needs an address, a webhook a URL, each only when the channel is enabled."""
     both = Introducer(
         introducer_id="a", display_name="A", email="a@example.org", webhook_url="https://a.example/h"
-    )
+    ).party()
     assert channels_for(both, {"email", "webhook"}) == ["email", "webhook"]
     assert channels_for(both, {"webhook"}) == ["webhook"]
     assert channels_for(both, set()) == []
-    assert channels_for(Introducer(introducer_id="b", display_name="B"), {"email", "webhook"}) == []
+    assert channels_for(Introducer(introducer_id="b", display_name="B").party(), {"email", "webhook"}) == []

@@ -65,6 +65,18 @@ def test_webhook_allow_list_is_parsed_at_start_up(monkeypatch: pytest.MonkeyPatc
         NotifierSettings()
 
 
+def test_the_ledger_base_url_is_read_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NOTIFIER_LEDGER_URL defaults to the ledger's listener and must be an http(s) URL with a host, no credentials."""
+    monkeypatch.delenv("NOTIFIER_LEDGER_URL", raising=False)
+    assert NotifierSettings().ledger_url == "http://127.0.0.1:8080"
+    monkeypatch.setenv("NOTIFIER_LEDGER_URL", "https://ledger.coop.example/statements")
+    assert NotifierSettings().ledger_url == "https://ledger.coop.example/statements"
+    for bad in ("ledger:8080", "https://user:pw@ledger.coop.example", "file:///x"):
+        monkeypatch.setenv("NOTIFIER_LEDGER_URL", bad)
+        with pytest.raises(ValidationError, match="NOTIFIER_LEDGER_URL"):
+            NotifierSettings()
+
+
 def test_configuration_errors_never_print_credentials() -> None:
     """A bad notifier setting is reported without the SMTP password or NATS credentials."""
     import os

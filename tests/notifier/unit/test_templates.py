@@ -9,7 +9,7 @@ import pytest
 
 from notifier.application.formatting import format_money
 from notifier.application.render import TEMPLATES, DigestItem, Renderer
-from notifier.domain.events import CommissionEvent, DonationCredited, Introducer, parse_payload
+from notifier.domain.events import CommissionEvent, DonationCredited, Introducer, Party, parse_payload
 from tests.conftest import EXAMPLES
 from tests.notifier.support import derived_envelopes, introducer_line, introduction_lines
 
@@ -17,10 +17,10 @@ NBSP = "\u00a0"
 RENDERER = Renderer()
 
 
-def _who(language: str) -> Introducer:
+def _who(language: str) -> Party:
     return Introducer(
         introducer_id="int-x", display_name="Alex Martin", email="alex@example.org", language=language
-    )
+    ).party()
 
 
 def _events(
@@ -37,7 +37,7 @@ def _events(
 
 
 def test_both_languages_have_the_same_templates() -> None:
-    """Every template (corrections included) exists in French and in English."""
+    """Every template (corrections and monthly statements included) exists in French and in English."""
     fr = sorted(p.name for p in (TEMPLATES / "fr").iterdir())
     en = sorted(p.name for p in (TEMPLATES / "en").iterdir())
     assert fr == en
@@ -50,6 +50,9 @@ def test_both_languages_have_the_same_templates() -> None:
         "commission.adjusted.correction.txt.j2",
         "commission.payable.correction.txt.j2",
         "donation.credited.correction.txt.j2",
+        "statement.issued.introducer.txt.j2",
+        "statement.issued.client.txt.j2",
+        "statement.issued.adviser.txt.j2",
     } <= set(fr)
 
 
@@ -171,7 +174,7 @@ def test_digest_lists_every_event_and_closing_balances() -> None:
 def test_subject_is_one_line_even_with_a_newline_in_the_name() -> None:
     """Whitespace in names is collapsed: no header injection through the subject."""
     event_id, kind, position, payload = _events("CHF", "100.00")[0]
-    who = Introducer(introducer_id="int-x", display_name="A\nBcc: evil@example.org", language="fr")
+    who = Introducer(introducer_id="int-x", display_name="A\nBcc: evil@example.org", language="fr").party()
     rendered = RENDERER.render_event(kind, payload, who, event_id, position)
     assert "\n" not in rendered.subject
     assert Decimal("10.00") == payload.amount

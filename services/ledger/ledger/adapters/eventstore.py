@@ -8,6 +8,7 @@ concurrent append at a taken position fail, which is how writers are serialised.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,14 @@ class StatementFrozen(DomainEvent):
     period: str
     close_position: int
     statement_json: str
+
+
+@dataclass(frozen=True)
+class KeyCreated(DomainEvent):
+    """A deployment key (e.g. for the statements' signed links), created once."""
+
+    name: str
+    key_hex: str
 
 
 def statement_stream(period: str) -> UUID:
@@ -167,6 +176,25 @@ class EventSourcedFactStore:
         event = self.app.mapper.to_domain_event(records[0])
         assert isinstance(event, StatementFrozen), event
         return event.statement_json.encode("utf-8")
+
+    def deployment_key(self, name: str) -> bytes:
+        stream = uuid5(LOG_ID, f"key:{name}")
+        for _ in range(2):
+            records = self.app.recorder.select_events(stream, gt=0, limit=1)
+            if records:
+                event = self.app.mapper.to_domain_event(records[0])
+                assert isinstance(event, KeyCreated), event
+                return bytes.fromhex(event.key_hex)
+            created = KeyCreated(
+                originator_id=stream,
+                originator_version=1,
+                timestamp=datetime.now(UTC),
+                name=name,
+                key_hex=secrets.token_hex(32),
+            )
+            with contextlib.suppress(IntegrityError):  # another replica created it first
+                self.app.events.put([created])
+        raise RuntimeError(f"the deployment key {name!r} could not be created nor read")
 
     def close(self) -> None:
         self.app.close()

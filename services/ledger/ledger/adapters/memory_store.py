@@ -7,6 +7,7 @@ offline replay runs at the speed of the rules. Nothing survives the process.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 
 from ledger.application.ports import PositionConflictError, StoredFact
@@ -22,6 +23,7 @@ class MemoryFactStore:
         self._facts: list[tuple[str, str, str, str]] = []
         self._tracking: dict[str, int] = {}
         self._statements: dict[str, bytes] = {}
+        self._keys: dict[str, bytes] = {}
 
     def append(self, facts: Sequence[StoredFact]) -> None:
         if not facts:
@@ -56,6 +58,9 @@ class MemoryFactStore:
 
     def load_statement(self, period: str) -> bytes | None:
         return self._statements.get(period)
+
+    def deployment_key(self, name: str) -> bytes:
+        return self._keys.setdefault(name, secrets.token_bytes(32))
 
     def close(self) -> None:
         self._facts.clear()

@@ -17,14 +17,13 @@ NATS answer larger than the connection's max payload is never sent: the caller g
 from __future__ import annotations
 
 import asyncio
-import gzip
 import hmac
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 import orjson
 import structlog
@@ -34,30 +33,27 @@ from pydantic import SecretStr
 
 from coop_runtime.http import json_response
 from coop_runtime.http_guard import MAX_QUERY_BYTES
+from ledger.adapters.answers import Answer, compute_answer
 from ledger.adapters.metrics import LedgerMetrics
 from ledger.adapters.query_worker import compute_in_worker, start_worker_pool
 from ledger.application.ledger import Ledger
-from ledger.application.queries import NotAvailableError, QueryError, ReportQuery, View, answer
+from ledger.application.links import LinkError, verify_link
+from ledger.application.queries import NotAvailableError, QueryError, ReportQuery, View
 
-__all__ = ["Answer", "BusyError", "QueryService", "http_routes", "nats_answer", "query_params"]
+__all__ = [
+    "Answer",
+    "BusyError",
+    "QueryService",
+    "http_routes",
+    "nats_answer",
+    "query_params",
+    "statement_pages",
+]
 
 log = structlog.get_logger("ledger.queries")
 
 #: Room kept under the max payload for the reply's headers.
 REPLY_MARGIN_BYTES = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """One answer as JSON bytes, and gzipped (reports are large: each HTTP client that
-    accepts gzip gets about a tenth of the bytes)."""
-
-    body: bytes
-    gzipped: bytes
-
-    @classmethod
-    def of(cls, body: bytes) -> Answer:
-        return cls(body, gzip.compress(body, compresslevel=5, mtime=0))
 
 
 class BusyError(RuntimeError):
@@ -76,6 +72,7 @@ class QueryService:
         max_concurrent: int,
         token: SecretStr | None,
         worker_env: dict[str, str] | None = None,
+        auditor_token: SecretStr | None = None,
     ) -> None:
         """``worker_env``: the store's settings, to compute in worker processes; None
         computes on threads of this process (an in-memory store)."""
@@ -89,6 +86,7 @@ class QueryService:
         self._max_concurrent = max_concurrent
         self._admitted = 0
         self._token = token
+        self._auditor_token = auditor_token
         #: Per query: the computation under way, and the one that will follow it.
         self._running: dict[ReportQuery, asyncio.Future[Answer]] = {}
         self._next: dict[ReportQuery, asyncio.Future[Answer]] = {}
@@ -96,11 +94,15 @@ class QueryService:
         self._last: tuple[ReportQuery, int, Answer] | None = None
 
     def authorized(self, given: object) -> bool:
-        """No token configured: open. Otherwise the given one must match (constant time)."""
+        """Reports: open when no query token is configured; otherwise the query token (for
+        machines) or the auditor's token must be given (constant-time comparisons)."""
         if self._token is None:
             return True
-        expected = self._token.get_secret_value().encode()
-        return isinstance(given, str) and hmac.compare_digest(given.encode(), expected)
+        return _matches(given, self._token) or self.is_auditor(given)
+
+    def is_auditor(self, given: object) -> bool:
+        """The auditor's token: it reads every report and every party's statement page."""
+        return self._auditor_token is not None and _matches(given, self._auditor_token)
 
     async def json(self, query: ReportQuery, channel: str) -> bytes:
         """The answer to ``query`` as JSON bytes; raises :class:`BusyError` when full."""
@@ -174,10 +176,16 @@ class QueryService:
 
     def _compute(self, query: ReportQuery) -> tuple[int, Answer]:
         position = self._ledger.index.head.position
-        return position, Answer.of(orjson.dumps(answer(self._ledger, query)))
+        return position, compute_answer(self._ledger, query)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _matches(given: object, expected: SecretStr) -> bool:
+    return isinstance(given, str) and hmac.compare_digest(
+        given.encode(), expected.get_secret_value().encode()
+    )
 
 
 def _error(reason: str, message: str) -> dict[str, Any]:
@@ -250,6 +258,70 @@ def http_routes(service: QueryService) -> list[tuple[str, ASGIApp]]:
         ("/report/client", get(route("client"))),
         ("/report/period", get(route("period"))),
     ]
+
+
+def statement_pages(
+    service: QueryService, key: Callable[[], bytes | None], clock: Callable[[], datetime]
+) -> ASGIApp:
+    """``/statements/<kind>/<id>[.pdf|.json]?period=YYYY-MM&expires=...&sig=...``: one
+    party's statement of a month, opened by its signed link (only that party, that month,
+    until the expiry) or by the auditor's bearer token. Anything else: 403, no figure."""
+
+    async def handler(scope: Scope, receive: Any, send: Any) -> None:
+        response = await _statement_page(service, key, clock, scope)
+        await response(scope, receive, send)
+
+    return handler
+
+
+#: How a statement page's failure is answered: (reason, HTTP status). A link that does not
+#: open the page says why, and shows no figure.
+_PAGE_ERRORS: tuple[tuple[type[Exception], str, int], ...] = (
+    (LinkError, "forbidden", 403),
+    (NotAvailableError, "not_available", 404),
+    (QueryError, "bad_query", 400),
+    (BusyError, "busy", 429),
+)
+
+
+async def _statement_page(
+    service: QueryService, key: Callable[[], bytes | None], clock: Callable[[], datetime], scope: Scope
+) -> AsgiResponse:
+    parts = str(scope.get("path", "")).split("/")
+    if len(parts) != 4 or not parts[2] or not parts[3]:
+        return json_response(_error("not_found", "no such statement page"), 404)
+    kind, name = parts[2], unquote(parts[3])
+    page_format = "html"
+    for suffix in (".pdf", ".json"):
+        if name.endswith(suffix):
+            name, page_format = name.removesuffix(suffix), suffix[1:]
+    try:
+        params = query_params(scope)
+        period = str(params.get("period", ""))
+        if not service.is_auditor(_bearer(scope)):
+            signing_key = key()
+            if signing_key is None:
+                raise LinkError("statement links are not open yet")
+            verify_link(
+                signing_key,
+                kind=kind,
+                party_id=name,
+                period=period,
+                expires=str(params.get("expires", "")),
+                signature=str(params.get("sig", "")),
+                now=clock(),
+            )
+        found = await service.answer(ReportQuery.page(kind, name, period, page_format), "http")
+    except tuple(kind for kind, _, _ in _PAGE_ERRORS) as exc:
+        reason, status = next((r, code) for k, r, code in _PAGE_ERRORS if isinstance(exc, k))
+        extra = {"Retry-After": "1"} if status == 429 else {}
+        return AsgiResponse(
+            orjson.dumps(_error(reason, str(exc))),
+            status_code=status,
+            headers={"Content-Type": "application/json", **extra},
+        )
+    headers = {"Content-Type": found.media_type, "Cache-Control": "private, no-store"}
+    return AsgiResponse(found.body, status_code=200, headers=headers)
 
 
 # NATS request/reply -------------------------------------------------------------------------

@@ -21,15 +21,10 @@ import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-import orjson
-
+from ledger.adapters.answers import Answer, compute_answer
 from ledger.application.ledger import Ledger
-from ledger.application.queries import ReportQuery, answer
-
-if TYPE_CHECKING:
-    from ledger.adapters.query_api import Answer
+from ledger.application.queries import ReportQuery
 
 __all__ = ["compute_in_worker", "start_worker_pool"]
 
@@ -76,9 +71,7 @@ def compute_in_worker(query: ReportQuery, at_least: int) -> tuple[int, Answer]:
     if ledger.head_position < at_least:
         ledger.catch_up()
     assert ledger.head_position >= at_least, (ledger.head_position, at_least)
-    from ledger.adapters.query_api import Answer
-
-    return ledger.index.head.position, Answer.of(orjson.dumps(answer(ledger, query)))
+    return ledger.index.head.position, compute_answer(ledger, query)
 
 
 def start_worker_pool(env: dict[str, str], workers: int) -> Executor:

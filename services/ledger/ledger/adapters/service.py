@@ -29,6 +29,7 @@ from ledger.adapters.metrics import LedgerMetrics
 from ledger.adapters.outbox import CheckpointMismatchError, Outbox
 from ledger.adapters.query_api import QueryService
 from ledger.application.ledger import Ledger
+from ledger.application.links import StatementLinks
 from ledger.application.pipeline import Pipeline
 from ledger.settings import Settings
 
@@ -94,11 +95,17 @@ class LedgerService:
             max_concurrent=settings.max_concurrent_queries,
             token=settings.query_token,
             worker_env=None if settings.resolved_store_url() == "memory:" else settings.eventsourcing_env(),
+            auditor_token=settings.auditor_token,
         )
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the single store thread (eventsourcing has no async API)."""
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    def link_key(self) -> bytes | None:
+        """The key of the statement links (None until the store is open)."""
+        links = self.pipeline.links
+        return None if links is None else links.key
 
     def publisher(self) -> PipelinedPublisher:
         assert self._publisher is not None, "not started"
@@ -115,6 +122,11 @@ class LedgerService:
     # start-up and shut-down ------------------------------------------------------
 
     def _recover(self) -> None:
+        self.pipeline.links = StatementLinks(
+            self.settings.public_url,
+            self.store.deployment_key("statement-links"),
+            self.settings.statement_link_ttl_days,
+        )
         caught = self.pipeline.recover()
         log.info(
             "store recovered",

@@ -37,7 +37,7 @@ def render_party_html(party: dict[str, Any], language: Language = "fr") -> str:
 
 def render_pdf(html: str) -> bytes:
     """The page as PDF (A4, text selectable)."""
-    from weasyprint import HTML  # type: ignore[import-untyped]
+    from weasyprint import HTML
 
     pdf: bytes = HTML(string=html).write_pdf()
     return pdf

@@ -2,8 +2,9 @@
 
 The contract (``contract.py``, the published schemas) says what a well-formed fact is; an
 operator's policy may refuse some well-formed facts where they are recorded. The only rule
-today: an introducer's ``webhook_url`` must not point into the internal network (loopback,
-private, link-local and metadata addresses, internal names; see ``coop_runtime.netguard``)
+today: a party's ``webhook_url`` (introducer, client, adviser) must not point into the
+internal network (loopback, private, link-local and metadata addresses, internal names;
+see ``coop_runtime.netguard``)
 unless the deployment's allow-list names it. The policy applies when facts are taken in
 (``ledger serve``, ``ingest``, ``report --events``, with the same settings), never when the
 stored log is read back or audited: what was accepted stays accepted.
@@ -15,7 +16,7 @@ from collections.abc import Callable
 
 from coop_runtime.netguard import NO_ALLOW, AllowList, url_problem
 from ledger.application.contract import Rejection
-from ledger.domain.facts import Fact, IntroducerRegistered
+from ledger.domain.facts import Fact
 
 __all__ = ["Admission", "admit_everything", "webhook_admission"]
 
@@ -31,9 +32,10 @@ def webhook_admission(allow: AllowList = NO_ALLOW) -> Admission:
     """Refuse webhook URLs into the internal network unless ``allow`` names them."""
 
     def admit(fact: Fact) -> Rejection | None:
-        if not isinstance(fact, IntroducerRegistered) or fact.webhook_url is None:
+        url = getattr(fact, "webhook_url", None)
+        if not isinstance(url, str):
             return None
-        problem = url_problem(fact.webhook_url, allow=allow, allow_http=False)
+        problem = url_problem(url, allow=allow, allow_http=False)
         if problem is None:
             return None
         return Rejection(

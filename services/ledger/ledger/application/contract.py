@@ -35,15 +35,19 @@ from ledger.application.fields import (
     CONTROL_FREE_PATTERN,
     EMAIL_SCHEMA,
     WEBHOOK_URL_SCHEMA,
+    Bic,
     Currency,
     Day,
+    EndToEndId,
     EnvelopeId,
     EnvelopeText,
     EnvelopeType,
+    Iban,
     Id,
     Money,
     Period,
     Rate,
+    RunId,
     Text,
     Timestamp,
     check_text,
@@ -72,6 +76,8 @@ __all__ = [
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_TERMS = 24
 MAX_PURCHASES_PER_REBATE = 1000
+#: Most lines of a payout run (one per beneficiary and currency).
+MAX_RUN_LINES = 10_000
 #: CloudEvents attributes (the 8 the contract names and extensions) at most; each string
 #: extension value at most this long, all extensions at most this many bytes of JSON
 #: (they are stored with the fact).
@@ -156,10 +162,9 @@ class _Data(BaseModel):
 # Inbound data types -------------------------------------------------------------------
 
 
-class IntroducerRegisteredV1(_Data):
-    TYPE: ClassVar[str] = "coop.ledger.introducer.registered.v1"
-    FACT: ClassVar[type] = f.IntroducerRegistered
-    introducer_id: Id
+class _ContactV1(_Data):
+    """A party's contact (introducer, client, adviser): how it is told what concerns it."""
+
     display_name: Text
     email: Annotated[EmailStr, WithJsonSchema(EMAIL_SCHEMA)] | None = None
     webhook_url: Annotated[HttpUrl, WithJsonSchema(WEBHOOK_URL_SCHEMA)] | None = None
@@ -177,13 +182,47 @@ class IntroducerRegisteredV1(_Data):
         return data
 
     def to_fact(self) -> f.Fact:
-        return f.IntroducerRegistered(
-            self.introducer_id,
-            self.display_name,
-            self.email,
-            str(self.webhook_url) if self.webhook_url is not None else None,
-            self.language,
-        )
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        if self.webhook_url is not None:
+            fields["webhook_url"] = str(self.webhook_url)
+        fact: f.Fact = self.FACT(**fields)
+        return fact
+
+
+class IntroducerRegisteredV1(_ContactV1):
+    """Rule the schema cannot express: the IBAN's checksum and its country's format."""
+
+    TYPE: ClassVar[str] = "coop.ledger.introducer.registered.v1"
+    FACT: ClassVar[type] = f.IntroducerRegistered
+    introducer_id: Id
+    iban: Iban | None = None
+    bic: Bic | None = None
+    account_holder: Text | None = None
+
+
+class ClientRegisteredV1(_ContactV1):
+    TYPE: ClassVar[str] = "coop.ledger.client.registered.v1"
+    FACT: ClassVar[type] = f.ClientRegistered
+    client_id: Id
+
+
+class AdviserRegisteredV1(_ContactV1):
+    TYPE: ClassVar[str] = "coop.ledger.adviser.registered.v1"
+    FACT: ClassVar[type] = f.AdviserRegistered
+    adviser_id: Id
+
+
+class BankDetailsChangedV1(_Data):
+    """An introducer's bank account from a date on. Rule the schema cannot express: the
+    IBAN's checksum and its country's format (``invalid_iban``)."""
+
+    TYPE: ClassVar[str] = "coop.ledger.introducer.bank_details.v1"
+    FACT: ClassVar[type] = f.BankDetailsChanged
+    introducer_id: Id
+    iban: Iban
+    effective_date: Day
+    bic: Bic | None = None
+    account_holder: Text | None = None
 
 
 class EligibilityChangedV1(_Data):
@@ -312,6 +351,63 @@ class PayoutRecordedV1(_Data):
     date: Day
     currency: Currency
     amount: Money
+    run_id: RunId | None = None
+    end_to_end_id: EndToEndId | None = None
+    bank_reference: Text | None = None
+
+
+class PayoutLineV1(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    beneficiary_id: Id
+    currency: Currency
+    amount: Money
+
+
+class PayoutRunProposedV1(_Data):
+    """A payout run from a closed month. Rules the schema cannot express: each amount above
+    zero with at most its currency's decimals, each (beneficiary, currency) once."""
+
+    TYPE: ClassVar[str] = "coop.ledger.payout_run.proposed.v1"
+    FACT: ClassVar[type] = f.PayoutRunProposed
+    run_id: RunId
+    period: Period
+    date: Day
+    proposed_by: Id
+    lines: Annotated[list[PayoutLineV1], Field(min_length=1, max_length=MAX_RUN_LINES)]
+
+    @model_validator(mode="after")
+    def _lines(self) -> PayoutRunProposedV1:
+        seen: set[tuple[str, str]] = set()
+        for line in self.lines:
+            if line.amount <= 0 or not fits_currency(line.amount, line.currency):
+                raise PydanticCustomError(
+                    "invalid_amount",
+                    "a payout of {amount} {currency} is not above zero in the currency's minor unit",
+                    {"amount": str(line.amount), "currency": line.currency},
+                )
+            if (line.beneficiary_id, line.currency) in seen:
+                raise PydanticCustomError(
+                    "invalid_value",
+                    "{who} is listed twice in {currency}",
+                    {"who": line.beneficiary_id, "currency": line.currency},
+                )
+            seen.add((line.beneficiary_id, line.currency))
+        return self
+
+    def to_fact(self) -> f.Fact:
+        lines = tuple(f.PayoutLine(x.beneficiary_id, x.currency, x.amount) for x in self.lines)
+        return f.PayoutRunProposed(self.run_id, self.period, self.date, self.proposed_by, lines)
+
+
+class PayoutRunApprovedV1(_Data):
+    """A second person approves a run (checked against the proposal in the log:
+    ``unknown_run``, ``approval_required``)."""
+
+    TYPE: ClassVar[str] = "coop.ledger.payout_run.approved.v1"
+    FACT: ClassVar[type] = f.PayoutRunApproved
+    run_id: RunId
+    date: Day
+    approved_by: Id
 
 
 class PurchaseRecordedV1(_Data):
@@ -370,6 +466,22 @@ class RebatePassedThroughV1(_Data):
     date: Day
     currency: Currency
     amount: Money
+
+
+class VendorCommissionReceivedV1(_Data):
+    """A vendor's commission to an adviser on a client's purchase, disclosed to the client."""
+
+    TYPE: ClassVar[str] = "coop.ledger.vendor_commission.received.v1"
+    FACT: ClassVar[type] = f.VendorCommissionReceived
+    AMOUNTS: ClassVar[tuple[str, ...]] = ("amount",)
+    vendor_commission_id: Id
+    adviser_id: Id
+    client_id: Id
+    supplier_id: Id
+    date: Day
+    currency: Currency
+    amount: Money
+    description: Text
 
 
 class FactVoidedV1(_Data):
@@ -552,10 +664,13 @@ REASON_CODES = frozenset(
         "approval_required",
         "period_not_ended",
         "period_out_of_order",
+        "invalid_iban",
+        "unknown_run",
     }
 )
 
 _OUR_CODES = {
+    "invalid_iban",
     "period_not_ended",
     "not_voidable",
     "approval_required",
@@ -676,8 +791,8 @@ def _json_value(value: Any) -> Any:
         return str(value)
     if isinstance(value, tuple):
         return [_json_value(v) for v in value]
-    if isinstance(value, f.Term):
-        return {"rate": str(value.rate), "months": value.months}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {item.name: _json_value(getattr(value, item.name)) for item in dataclasses.fields(value)}
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value

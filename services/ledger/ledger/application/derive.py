@@ -22,8 +22,10 @@ from ledger.application.outbound import (
     balance_payload,
     cause_payload,
     commission_payload,
+    contact_payload,
     donation_payload,
     introducer_payload,
+    payout_payload,
     rebate_owed_payload,
     void_payload,
 )
@@ -37,6 +39,9 @@ from ledger.domain.commissions import (
 )
 from ledger.domain.facts import (
     VOIDABLE_TYPES,
+    AdviserRegistered,
+    BankDetailsChanged,
+    ClientRegistered,
     CreditNoteIssued,
     EligibilityChanged,
     Fact,
@@ -47,11 +52,14 @@ from ledger.domain.facts import (
     InvoiceIssued,
     PaymentReceived,
     PayoutRecorded,
+    PayoutRunApproved,
+    PayoutRunProposed,
     PeriodClosed,
     PurchaseRecorded,
     RebatePassedThrough,
     RebateReceived,
     ResaleInvoiced,
+    VendorCommissionReceived,
 )
 from ledger.domain.money import format_amount, minor_unit_exponent
 from ledger.domain.purchasing import RebateLine
@@ -142,6 +150,18 @@ class Deriver:
         events: list[DerivedEvent] = []
         if isinstance(fact, IntroducerRegistered):
             events.append(self._event("introducer.registered", fact.introducer_id, introducer_payload(fact)))
+        elif isinstance(fact, ClientRegistered):
+            events.append(
+                self._event("client.registered", fact.client_id, contact_payload(fact, "client_id"))
+            )
+        elif isinstance(fact, AdviserRegistered):
+            events.append(
+                self._event("adviser.registered", fact.adviser_id, contact_payload(fact, "adviser_id"))
+            )
+        elif isinstance(fact, PayoutRecorded):
+            accrued, payable, paid = self._balances[(fact.beneficiary_id, fact.currency)]
+            balance = balance_payload(accrued, payable, paid, fact.currency)
+            events.append(self._event("payout.recorded", fact.payout_id, payout_payload(fact, balance)))
         return events + self._recompute(scope, fact)
 
     def _recompute(self, scope: _Scope, fact: Fact) -> list[DerivedEvent]:
@@ -284,6 +304,9 @@ class Deriver:
         for purchase_id in fact.purchase_ids:
             self._facts.rebates_by_purchase[purchase_id].append(fact)
         scope.clients |= self._clients_of_rebates([fact])
+
+    def _nothing_to_recompute(self, fact: Fact, scope: _Scope) -> None:
+        """Contacts and disclosed vendor commissions change no figure."""
 
     def _close(self, fact: PeriodClosed, scope: _Scope) -> None:
         """A close changes no figure (the pipeline announces it with the month's totals)."""
@@ -528,6 +551,12 @@ _INDEXERS: dict[type, Callable[[Deriver, Any, _Scope], None]] = {
     RebateReceived: Deriver._rebate,
     RebatePassedThrough: Deriver._pass_through,
     PeriodClosed: Deriver._close,
+    ClientRegistered: Deriver._nothing_to_recompute,
+    AdviserRegistered: Deriver._nothing_to_recompute,
+    VendorCommissionReceived: Deriver._nothing_to_recompute,
+    BankDetailsChanged: Deriver._nothing_to_recompute,
+    PayoutRunProposed: Deriver._nothing_to_recompute,
+    PayoutRunApproved: Deriver._nothing_to_recompute,
 }
 
 
@@ -540,6 +569,8 @@ _REMOVERS: dict[type, Callable[[Deriver, Any, _Scope], None]] = {
     ResaleInvoiced: Deriver._purchasing_voided,
     RebateReceived: Deriver._purchasing_voided,
     RebatePassedThrough: Deriver._purchasing_voided,
+    VendorCommissionReceived: Deriver._nothing_to_recompute,
+    PayoutRunProposed: Deriver._nothing_to_recompute,
 }
 
 

@@ -29,17 +29,22 @@ __all__ = [
     "MONEY_PATTERN",
     "PERIOD_PATTERN",
     "RATE_PATTERN",
+    "RUN_ID_PATTERN",
     "TIMESTAMP_PATTERN",
     "WEBHOOK_URL_SCHEMA",
+    "Bic",
     "Currency",
     "Day",
+    "EndToEndId",
     "EnvelopeId",
     "EnvelopeText",
     "EnvelopeType",
+    "Iban",
     "Id",
     "Money",
     "Period",
     "Rate",
+    "RunId",
     "Text",
     "Timestamp",
     "check_text",
@@ -71,6 +76,14 @@ TIMESTAMP_PATTERN = _anchored(
 )
 #: Printable ASCII without space (CloudEvents ``type``), 1-256 characters.
 TYPE_PATTERN = _anchored(r"[\x21-\x7e]{1,256}")
+#: An IBAN in its electronic form (the checksum and country format are checked too).
+IBAN_PATTERN = _anchored(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}")
+BIC_PATTERN = _anchored(r"[A-Z]{6}[A-Z0-9]{2}([A-Z0-9]{3})?")
+#: An ISO 20022 end-to-end id as the payout files make them.
+END_TO_END_PATTERN = _anchored(r"[A-Za-z0-9.-]{1,35}")
+#: A payout run's id: short enough that its transfers' end-to-end ids (the run id, a dash
+#: and 16 hex digits) fit ISO 20022's 35 characters.
+RUN_ID_PATTERN = _anchored(r"[A-Za-z0-9][A-Za-z0-9.-]{0,17}")
 #: Free text: no control characters (C0, DEL; C1 included), whatever the language.
 CONTROL_FREE_PATTERN = _anchored(r"[^\x00-\x1f\x7f-\x9f]*")
 
@@ -96,6 +109,10 @@ _MONEY = re.compile(MONEY_PATTERN)
 _RATE = re.compile(RATE_PATTERN)
 _DATE = re.compile(DATE_PATTERN)
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+_IBAN = re.compile(IBAN_PATTERN)
+_BIC = re.compile(BIC_PATTERN)
+_END_TO_END = re.compile(END_TO_END_PATTERN)
+_RUN_ID = re.compile(RUN_ID_PATTERN)
 _PERIOD = re.compile(PERIOD_PATTERN)
 _TYPE = re.compile(TYPE_PATTERN)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -223,6 +240,48 @@ def _period(value: object) -> str:
     return value
 
 
+def _iban(value: object) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("wrong_type", "an IBAN must be a string")
+    if _IBAN.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "invalid_iban",
+            "an IBAN is written in its electronic form: country, check digits and account, "
+            "capitals and digits, no spaces (e.g. CH9300762011623852957)",
+        )
+    from schwifty import IBAN
+    from schwifty.exceptions import SchwiftyException
+
+    try:
+        IBAN(value)
+    except SchwiftyException as exc:  # checksum, country, length, bank code
+        raise PydanticCustomError(
+            "invalid_iban", "not a valid IBAN: {why}", {"why": str(exc)[:120]}
+        ) from None
+    return value
+
+
+def _end_to_end(value: object) -> str:
+    if not isinstance(value, str) or _END_TO_END.fullmatch(value) is None:
+        raise PydanticCustomError("invalid_id", "an end-to-end id is 1-35 letters, digits, '.' or '-'")
+    return value
+
+
+def _run_id(value: object) -> str:
+    if not isinstance(value, str) or _RUN_ID.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "invalid_id",
+            "a payout run id is 1-18 letters, digits, '.' or '-', starting with a letter or digit",
+        )
+    return value
+
+
+def _bic(value: object) -> str:
+    if not isinstance(value, str) or _BIC.fullmatch(value) is None:
+        raise PydanticCustomError("invalid_value", "a BIC is 8 or 11 capitals and digits (e.g. UBSWCHZH80A)")
+    return value
+
+
 def _text(value: object) -> str:
     if not isinstance(value, str):
         raise PydanticCustomError("wrong_type", "text must be a string")
@@ -272,6 +331,16 @@ def _currency_schema() -> dict[str, Any]:
 
 
 Currency = Annotated[str, PlainValidator(_currency), WithJsonSchema(_currency_schema())]
+Iban = Annotated[
+    str,
+    PlainValidator(_iban),
+    WithJsonSchema({"type": "string", "pattern": IBAN_PATTERN, "description": "IBAN, electronic form"}),
+]
+Bic = Annotated[str, PlainValidator(_bic), WithJsonSchema({"type": "string", "pattern": BIC_PATTERN})]
+EndToEndId = Annotated[
+    str, PlainValidator(_end_to_end), WithJsonSchema({"type": "string", "pattern": END_TO_END_PATTERN})
+]
+RunId = Annotated[str, PlainValidator(_run_id), WithJsonSchema({"type": "string", "pattern": RUN_ID_PATTERN})]
 Period = Annotated[
     str, PlainValidator(_period), WithJsonSchema({"type": "string", "pattern": PERIOD_PATTERN})
 ]

@@ -19,7 +19,17 @@ from ledger.application.chain import GENESIS, canonical_json, chain_hash, fact_d
 from ledger.application.contract import INBOUND_TYPES, Rejection, parse_envelope, type_of_fact
 from ledger.application.ports import FactStore, IntegrityCheckError, PositionConflictError, StoredFact
 from ledger.domain.books import Books, build_books
-from ledger.domain.facts import Fact, FactKey, PeriodClosed
+from ledger.domain.facts import (
+    AdviserRegistered,
+    BankDetailsChanged,
+    ClientRegistered,
+    Fact,
+    FactKey,
+    IntroducerRegistered,
+    PayoutRunApproved,
+    PayoutRunProposed,
+    PeriodClosed,
+)
 from ledger.domain.periods import next_period
 
 __all__ = ["MAX_BATCH", "FactIndex", "Head", "Ledger", "Outcome", "fact_from_envelope"]
@@ -52,6 +62,17 @@ def fact_from_envelope(envelope: dict[str, Any]) -> Fact:
     return fact
 
 
+@dataclass
+class _Batch:
+    """What a batch being decided has taken in so far (on top of the log)."""
+
+    position: int
+    hash: str
+    last_closed: str | None
+    ids: dict[str, tuple[int, Fact]] = field(default_factory=dict)
+    keys: dict[FactKey, tuple[int, Fact]] = field(default_factory=dict)
+
+
 def _out_of_order(period: str, last_closed: str | None) -> str | None:
     """Why closing ``period`` now breaks the order of closes (rules R9), or None."""
     if last_closed is None or period == next_period(last_closed):
@@ -60,6 +81,10 @@ def _out_of_order(period: str, last_closed: str | None) -> str | None:
         f"the last closed month is {last_closed}: the next close must be {next_period(last_closed)}, "
         f"not {period}"
     )
+
+
+def _masked(iban: str) -> str:
+    return "*" * max(len(iban) - 4, 0) + iban[-4:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +114,12 @@ class FactIndex:
     #: recording time (a batch is recorded at one time), as first positions and times.
     _time_starts: list[int] = field(default_factory=list)
     _times: list[str] = field(default_factory=list)
+    #: Display names and languages from the registrations (introducers, clients, advisers).
+    names: dict[str, str] = field(default_factory=dict)
+    languages: dict[str, Literal["fr", "en"]] = field(default_factory=dict)
+    #: Each introducer's payout account on record, masked (all but the last four
+    #: characters): the registration's, replaced by the latest effective bank details.
+    accounts: dict[str, tuple[date, str]] = field(default_factory=dict)
     #: Closed months (rules R9): period -> (position of the close, the close).
     closes: dict[str, tuple[int, PeriodClosed]] = field(default_factory=dict)
     last_closed: str | None = None
@@ -101,12 +132,25 @@ class FactIndex:
         self.envelope_ids[envelope_id] = stored.position
         self.facts[fact.key] = (stored.position, fact)
         self.by_position.append(fact)
-        if isinstance(fact, PeriodClosed):
+        if isinstance(fact, (IntroducerRegistered, ClientRegistered, AdviserRegistered)):
+            self.names.setdefault(fact.key[1], fact.display_name)
+            self.languages.setdefault(fact.key[1], fact.language)
+            if isinstance(fact, IntroducerRegistered) and fact.iban is not None:
+                self.accounts.setdefault(fact.introducer_id, (date.min, _masked(fact.iban)))
+        elif isinstance(fact, BankDetailsChanged):
+            known = self.accounts.get(fact.introducer_id)
+            if known is None or fact.effective_date >= known[0]:
+                self.accounts[fact.introducer_id] = (fact.effective_date, _masked(fact.iban))
+        elif isinstance(fact, PeriodClosed):
             self.closes[fact.period] = (stored.position, fact)
             self.last_closed = fact.period
         if not self._times or self._times[-1] != stored.recorded_at:
             self._time_starts.append(stored.position)
             self._times.append(stored.recorded_at)
+
+    def masked_accounts(self) -> dict[str, str]:
+        """Each introducer's payout account on record, masked."""
+        return {who: masked for who, (_, masked) in self.accounts.items()}
 
     def recorded_at(self, position: int) -> str | None:
         """When the fact at ``position`` was recorded (ISO 8601 with offset)."""
@@ -220,14 +264,12 @@ class Ledger:
     def _decide(
         self, parsed: Sequence[tuple[dict[str, Any], Fact] | Rejection]
     ) -> tuple[list[Outcome], list[tuple[StoredFact, str, Fact]]]:
+        """Check each message against the log and the batch so far; the new facts get their
+        positions and chain hashes (nothing is stored here)."""
+        batch = _Batch(self.index.head_position, self.index.head_hash, self.index.last_closed)
+        recorded_at = self._clock().isoformat()
         outcomes: list[Outcome] = []
         new: list[tuple[StoredFact, str, Fact]] = []
-        batch_ids: dict[str, tuple[int, Fact]] = {}
-        batch_keys: dict[FactKey, tuple[int, Fact]] = {}
-        position = self.index.head_position
-        prev_hash = self.index.head_hash
-        last_closed = self.index.last_closed
-        recorded_at = self._clock().isoformat()
         for item in parsed:
             if isinstance(item, Rejection):
                 outcomes.append(
@@ -237,57 +279,85 @@ class Ledger:
             envelope, fact = item
             envelope_id: str = envelope["id"]
             kind = envelope["type"]
-            seen = self._seen_envelope(envelope_id) or batch_ids.get(envelope_id)
-            if seen is not None:
-                seen_at, seen_fact = seen
-                if seen_fact == fact and type_of_fact(seen_fact) == kind:
-                    message = f"envelope id already accepted at position {seen_at}"
-                    outcomes.append(Outcome("duplicate", envelope_id, kind, seen_at, message=message))
-                else:
-                    message = (
-                        f"envelope id {envelope_id!r} was accepted at position {seen_at} with another "
-                        "type or other data; the first one stands"
-                    )
-                    outcomes.append(
-                        Outcome("rejected", envelope_id, kind, reason="conflict", message=message)
-                    )
+            judged = self._judge(envelope_id, kind, fact, batch)
+            if judged is not None:
+                outcomes.append(judged)
                 continue
-            known = self.index.facts.get(fact.key) or batch_keys.get(fact.key)
-            if known is not None:
-                known_at, known_fact = known
-                if known_fact == fact:
-                    message = f"same {fact.key[0]} {fact.key[1]!r} already at position {known_at}"
-                    outcomes.append(Outcome("duplicate", envelope_id, kind, known_at, message=message))
-                else:
-                    message = (
-                        f"{fact.key[0]} {fact.key[1]!r} was accepted at position {known_at} "
-                        "with different data; the first one stands"
-                    )
-                    outcomes.append(
-                        Outcome("rejected", envelope_id, kind, reason="conflict", message=message)
-                    )
-                continue
-            if isinstance(fact, PeriodClosed):
-                out_of_order = _out_of_order(fact.period, last_closed)
-                if out_of_order is not None:
-                    outcomes.append(
-                        Outcome(
-                            "rejected", envelope_id, kind, reason="period_out_of_order", message=out_of_order
-                        )
-                    )
-                    continue
-                last_closed = fact.period
-            position += 1
+            batch.position += 1
             body = canonical_json(envelope)
             stored = StoredFact(
-                position, body, recorded_at, chain_hash(prev_hash, position, body), fact_digest(body)
+                batch.position,
+                body,
+                recorded_at,
+                chain_hash(batch.hash, batch.position, body),
+                fact_digest(body),
             )
-            prev_hash = stored.chain_hash
-            batch_ids[envelope_id] = (position, fact)
-            batch_keys[fact.key] = (position, fact)
+            batch.hash = stored.chain_hash
+            batch.ids[envelope_id] = (batch.position, fact)
+            batch.keys[fact.key] = (batch.position, fact)
+            if isinstance(fact, PeriodClosed):
+                batch.last_closed = fact.period
             new.append((stored, envelope_id, fact))
-            outcomes.append(Outcome("accepted", envelope_id, kind, position))
+            outcomes.append(Outcome("accepted", envelope_id, kind, batch.position))
         return outcomes, new
+
+    def _judge(self, envelope_id: str, kind: str, fact: Fact, batch: _Batch) -> Outcome | None:
+        """The outcome of a message that is not a new fact (a duplicate, or a rejection by
+        what the log already holds), or None: it is taken in."""
+        seen = self._seen_envelope(envelope_id) or batch.ids.get(envelope_id)
+        if seen is not None:
+            seen_at, seen_fact = seen
+            if seen_fact == fact and type_of_fact(seen_fact) == kind:
+                message = f"envelope id already accepted at position {seen_at}"
+                return Outcome("duplicate", envelope_id, kind, seen_at, message=message)
+            message = (
+                f"envelope id {envelope_id!r} was accepted at position {seen_at} with another "
+                "type or other data; the first one stands"
+            )
+            return Outcome("rejected", envelope_id, kind, reason="conflict", message=message)
+        known = self.index.facts.get(fact.key) or batch.keys.get(fact.key)
+        if known is not None:
+            known_at, known_fact = known
+            if known_fact == fact:
+                message = f"same {fact.key[0]} {fact.key[1]!r} already at position {known_at}"
+                return Outcome("duplicate", envelope_id, kind, known_at, message=message)
+            message = (
+                f"{fact.key[0]} {fact.key[1]!r} was accepted at position {known_at} "
+                "with different data; the first one stands"
+            )
+            return Outcome("rejected", envelope_id, kind, reason="conflict", message=message)
+        refused = self._stateful_refusal(fact, batch)
+        if refused is not None:
+            return Outcome("rejected", envelope_id, kind, reason=refused[0], message=refused[1])
+        return None
+
+    def _stateful_refusal(self, fact: Fact, batch: _Batch) -> tuple[str, str] | None:
+        """Rules that depend on what the log holds: closes in order (R9), payout runs
+        approved by another person than their proposer."""
+        if isinstance(fact, PeriodClosed):
+            out_of_order = _out_of_order(fact.period, batch.last_closed)
+            return None if out_of_order is None else ("period_out_of_order", out_of_order)
+        if isinstance(fact, PayoutRunApproved):
+            return self._unapprovable(fact, batch.keys)
+        return None
+
+    def _unapprovable(
+        self, approval: PayoutRunApproved, batch_keys: dict[FactKey, tuple[int, Fact]]
+    ) -> tuple[str, str] | None:
+        """Four eyes on a payout run: it exists, and its approver is not its proposer."""
+        key: FactKey = ("payout_run", approval.run_id)
+        known = self.index.facts.get(key) or batch_keys.get(key)
+        if known is None:
+            return ("unknown_run", f"no payout run {approval.run_id!r} was proposed")
+        proposal = known[1]
+        assert isinstance(proposal, PayoutRunProposed), proposal
+        if proposal.proposed_by == approval.approved_by:
+            message = (
+                f"payout run {approval.run_id!r} was proposed by {approval.approved_by!r}: "
+                "another person must approve it"
+            )
+            return ("approval_required", message)
+        return None
 
     def _seen_envelope(self, envelope_id: str) -> tuple[int, Fact] | None:
         position = self.index.envelope_ids.get(envelope_id)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import quote, urlencode
 
-__all__ = ["LinkError", "StatementLink", "sign_link", "verify_link"]
+__all__ = ["LinkError", "StatementLink", "StatementLinks", "link_expiry", "sign_link", "verify_link"]
 
 PARTY_KINDS = frozenset({"introducer", "client", "adviser", "cooperative"})
 MIN_KEY_BYTES = 32
@@ -80,3 +80,22 @@ def link_expiry(closed_at: datetime, ttl_days: int) -> datetime:
     of one close are the same whenever they are derived)."""
     assert 1 <= ttl_days <= 3650, ttl_days
     return closed_at.replace(microsecond=0) + timedelta(days=ttl_days)
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLinks:
+    """How this deployment signs its statement links: its public address, its key, and how
+    long a link stays valid after the month's close."""
+
+    base_url: str
+    key: bytes
+    ttl_days: int
+
+    def for_party(self, kind: str, party_id: str, period: str, closed_at: datetime) -> dict[str, str]:
+        """The signed page and PDF links of a party's statement of a closed month."""
+        link = sign_link(self.key, kind, party_id, period, link_expiry(closed_at, self.ttl_days))
+        return {
+            "html_url": link.path(self.base_url),
+            "pdf_url": link.path(self.base_url, pdf=True),
+            "link_expires": _timestamp(link.expires),
+        }

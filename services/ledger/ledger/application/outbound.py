@@ -14,7 +14,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger.domain.commissions import CommissionLine
-from ledger.domain.facts import FactVoided, IntroducerRegistered
+from ledger.domain.facts import (
+    AdviserRegistered,
+    ClientRegistered,
+    FactVoided,
+    IntroducerRegistered,
+    PayoutRecorded,
+)
 from ledger.domain.money import format_amount, format_rate
 
 __all__ = [
@@ -23,10 +29,13 @@ __all__ = [
     "balance_payload",
     "cause_payload",
     "commission_payload",
+    "contact_payload",
     "donation_payload",
     "introducer_payload",
+    "payout_payload",
     "period_closed_payload",
     "rebate_owed_payload",
+    "statement_issued_payload",
     "void_payload",
 ]
 
@@ -67,6 +76,26 @@ class VoidCause(_Out):
     target_type: str
     target_id: str
     reason: str
+
+
+class ClientRegisteredOut(_Out):
+    """A client's contact details, for the notifier's directory (statements)."""
+
+    client_id: str
+    display_name: str
+    email: str | None
+    webhook_url: str | None
+    language: Literal["fr", "en"]
+
+
+class AdviserRegisteredOut(_Out):
+    """An adviser's contact details, for the notifier's directory (statements)."""
+
+    adviser_id: str
+    display_name: str
+    email: str | None
+    webhook_url: str | None
+    language: Literal["fr", "en"]
 
 
 class CommissionEvent(_Out):
@@ -146,6 +175,23 @@ class FactVoidedOut(_Out):
     applied: bool
 
 
+class PayoutRecordedOut(_Out):
+    """Money paid to a beneficiary was recorded: by a payout run's transfer that the bank
+    booked (``run_id``, ``end_to_end_id``, ``bank_reference``), or by hand; with the
+    beneficiary's balance after it."""
+
+    payout_id: str
+    adviser_id: str
+    beneficiary_id: str
+    date: Day
+    currency: str
+    amount: Amount
+    run_id: str | None
+    end_to_end_id: str | None
+    bank_reference: str | None
+    balance: Balance
+
+
 class RebatePassedThrough(_Out):
     """A rebate or margin handed back to a client."""
 
@@ -184,6 +230,21 @@ class PeriodClosedOut(_Out):
     totals: list[PeriodTotals]
 
 
+class StatementIssuedOut(_Out):
+    """A party's statement of a closed month (rules R9), to send it: who, which month, the
+    signed links to its page and PDF (valid until ``link_expires``), and the party's view
+    of the month (each list cut to 200 lines, ``truncated`` says which; the page has all)."""
+
+    party_kind: Literal["introducer", "client", "adviser"]
+    party_id: str
+    period: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+    close_position: int = Field(ge=1)
+    html_url: str
+    pdf_url: str
+    link_expires: str
+    statement: dict[str, object]
+
+
 class AuditCheckpoint(_Out):
     """The hash-chain head at a position, published periodically so that a copy lives
     outside the store (`ledger audit verify --against POSITION:HASH`)."""
@@ -194,14 +255,18 @@ class AuditCheckpoint(_Out):
 
 OUTBOUND_MODELS: dict[str, type[_Out]] = {
     "introducer.registered": IntroducerRegisteredOut,
+    "client.registered": ClientRegisteredOut,
+    "adviser.registered": AdviserRegisteredOut,
     "commission.accrued": CommissionEvent,
     "commission.adjusted": CommissionEvent,
     "commission.payable": CommissionEvent,
     "donation.credited": DonationCredited,
     "rebate.owed": RebateOwed,
     "rebate.passed_through": RebatePassedThrough,
+    "payout.recorded": PayoutRecordedOut,
     "fact.voided": FactVoidedOut,
     "period.closed": PeriodClosedOut,
+    "statement.issued": StatementIssuedOut,
     "audit.checkpoint": AuditCheckpoint,
 }
 
@@ -300,6 +365,32 @@ def introducer_payload(fact: IntroducerRegistered) -> dict[str, Any]:
     }
 
 
+def contact_payload(fact: ClientRegistered | AdviserRegistered, id_field: str) -> dict[str, Any]:
+    """:class:`ClientRegisteredOut` / :class:`AdviserRegisteredOut`."""
+    return {
+        id_field: getattr(fact, id_field),
+        "display_name": fact.display_name,
+        "email": fact.email,
+        "webhook_url": fact.webhook_url,
+        "language": fact.language,
+    }
+
+
+def payout_payload(fact: PayoutRecorded, balance: dict[str, str]) -> dict[str, Any]:
+    return {
+        "payout_id": fact.payout_id,
+        "adviser_id": fact.adviser_id,
+        "beneficiary_id": fact.beneficiary_id,
+        "date": fact.date.isoformat(),
+        "currency": fact.currency,
+        "amount": format_amount(fact.amount, fact.currency),
+        "run_id": fact.run_id,
+        "end_to_end_id": fact.end_to_end_id,
+        "bank_reference": fact.bank_reference,
+        "balance": balance,
+    }
+
+
 def rebate_owed_payload(
     client_id: str, currency: str, owed: Decimal, delta: Decimal, outstanding: Decimal
 ) -> dict[str, str]:
@@ -349,4 +440,24 @@ def period_closed_payload(statement: dict[str, Any], totals: list[dict[str, Any]
         "position": close["position"],
         "rows": len(statement["balances"]) + len(statement["rebates"]),
         "totals": totals,
+    }
+
+
+def statement_issued_payload(
+    kind: str,
+    party_id: str,
+    *,
+    period: str,
+    position: int,
+    links: dict[str, str],
+    view: dict[str, Any],
+) -> dict[str, Any]:
+    """:class:`StatementIssuedOut`."""
+    return {
+        "party_kind": kind,
+        "party_id": party_id,
+        "period": period,
+        "close_position": position,
+        **links,
+        "statement": view,
     }

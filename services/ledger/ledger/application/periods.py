@@ -21,9 +21,22 @@ from typing import Any
 import orjson
 
 from ledger.application.ledger import Ledger
-from ledger.application.report import commission_row
+from ledger.application.report import commission_row, disclosure_row
 from ledger.domain.books import Books, build_books
-from ledger.domain.facts import Fact, FactVoided, PeriodClosed
+from ledger.domain.facts import (
+    COOPERATIVE,
+    Fact,
+    FactVoided,
+    IntroductionRecorded,
+    PaymentReceived,
+    PayoutRecorded,
+    PeriodClosed,
+    PurchaseRecorded,
+    RebatePassedThrough,
+    RebateReceived,
+    ResaleInvoiced,
+    VendorCommissionReceived,
+)
 from ledger.domain.money import format_amount
 from ledger.domain.periods import (
     BALANCE_FIGURES,
@@ -99,8 +112,44 @@ def _in_month(day: Any, period: str) -> bool:
     return day is not None and month_of(day) == period
 
 
+def _touched(fact: Fact | None, end: Books) -> dict[str, list[str]]:
+    """The introducers, clients and advisers a voided fact concerned (so each is told of the
+    void on its statement); nobody when the target is not known."""
+    introducers: set[str] = set()
+    clients: set[str] = set()
+    advisers: set[str] = set()
+    purchases = {p.purchase_id: p for p in end.purchases}
+    purchases.update((v.purchase_id, v) for v in end.voided if isinstance(v, PurchaseRecorded))
+    if isinstance(fact, IntroductionRecorded):
+        introducers.add(fact.introducer_id)
+        clients.add(fact.client_id)
+        advisers.add(fact.adviser_id)
+    elif isinstance(fact, PaymentReceived):
+        invoice = next((i for i in end.invoices if i.invoice_id == fact.invoice_id), None)
+        if invoice is not None:
+            clients.add(invoice.client_id)
+            advisers.add(invoice.adviser_id)
+        introducers |= {c.introducer_id for c in end.commissions if c.invoice_id == fact.invoice_id}
+    elif isinstance(fact, PayoutRecorded):
+        introducers.add(fact.beneficiary_id)
+        advisers.add(fact.adviser_id)
+    elif isinstance(fact, PurchaseRecorded | RebatePassedThrough):
+        clients.add(fact.client_id)
+    elif isinstance(fact, ResaleInvoiced):
+        clients |= {purchases[fact.purchase_id].client_id} if fact.purchase_id in purchases else set()
+    elif isinstance(fact, RebateReceived):
+        clients |= {purchases[p].client_id for p in fact.purchase_ids if p in purchases}
+    elif isinstance(fact, VendorCommissionReceived):
+        clients.add(fact.client_id)
+        advisers.add(fact.adviser_id)
+    introducers.discard(COOPERATIVE)
+    advisers.discard(COOPERATIVE)
+    return {"introducers": sorted(introducers), "clients": sorted(clients), "advisers": sorted(advisers)}
+
+
 def _details(end: Books, period: str, voids: Sequence[FactVoided]) -> dict[str, Any]:
     """The month's lines, for the statements of each party."""
+    voided = {fact.key: fact for fact in end.voided}
     return {
         "commissions": [commission_row(c) for c in end.commissions if _in_month(c.invoice_date, period)],
         "payouts": [
@@ -111,6 +160,9 @@ def _details(end: Books, period: str, voids: Sequence[FactVoided]) -> dict[str, 
                 "date": p.date.isoformat(),
                 "currency": p.currency,
                 "amount": format_amount(p.amount, p.currency),
+                "run_id": p.run_id,
+                "end_to_end_id": p.end_to_end_id,
+                "bank_reference": p.bank_reference,
             }
             for p in end.payouts
             if _in_month(p.date, period)
@@ -153,6 +205,7 @@ def _details(end: Books, period: str, voids: Sequence[FactVoided]) -> dict[str, 
             for p in end.pass_throughs
             if _in_month(p.date, period)
         ],
+        "disclosures": [disclosure_row(d) for d in end.disclosures if _in_month(d.date, period)],
         "voids": [
             {
                 "void_id": v.void_id,
@@ -162,6 +215,7 @@ def _details(end: Books, period: str, voids: Sequence[FactVoided]) -> dict[str, 
                 "reason": v.reason,
                 "requested_by": v.requested_by,
                 "approved_by": v.approved_by,
+                **_touched(voided.get(v.target), end),
             }
             for v in voids
         ],

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from ledger.application.derive import DerivedEvent, Deriver
 from ledger.application.ledger import Ledger, Outcome
-from ledger.application.outbound import period_closed_payload
+from ledger.application.links import StatementLinks
+from ledger.application.outbound import period_closed_payload, statement_issued_payload
+from ledger.application.party_statements import bounded, has_figures, parties_of, party_statement
 from ledger.application.periods import closed_statement, period_totals
 from ledger.application.ports import FactStore
 from ledger.domain.facts import PeriodClosed
@@ -39,8 +42,17 @@ class OutboxChunk:
 class Pipeline:
     """Inbound batches in, derived events out; one instance per running process."""
 
-    def __init__(self, ledger: Ledger, store: FactStore, chunk_positions: int = CHUNK_POSITIONS) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        store: FactStore,
+        chunk_positions: int = CHUNK_POSITIONS,
+        links: StatementLinks | None = None,
+    ) -> None:
+        """``links`` signs the statement links each party is sent when a month closes
+        (without it, no ``statement.issued`` event goes out)."""
         assert 1 <= chunk_positions <= 100_000, chunk_positions
+        self.links = links
         self.ledger = ledger
         self.store = store
         self.chunk_positions = chunk_positions
@@ -82,17 +94,43 @@ class Pipeline:
             fact = facts[position - 1]
             events.extend(self.deriver.advance(position, fact))
             if isinstance(fact, PeriodClosed):
-                # the month's statement is frozen (stored) before the close is announced
-                statement = closed_statement(self.ledger, fact.period, save=True)
-                data = period_closed_payload(statement, period_totals(statement))
-                events.append(
-                    DerivedEvent(f"{position}:period.closed:{fact.period}", "period.closed", position, data)
-                )
+                events.extend(self._closed(position, fact))
         # another replica may have published part of this: the deriver needed every position,
         # but only what lies past the tracked position still has to go out
         tracked = self.store.published_position(OUTBOX)
         self._pending = OutboxChunk(tuple(e for e in events if e.position > tracked), upto)
         return self._pending
+
+    def _closed(self, position: int, close: PeriodClosed) -> list[DerivedEvent]:
+        """A month closed: its statement frozen (stored) before the close is announced, then
+        one ``statement.issued`` per party with anything that month."""
+        statement = closed_statement(self.ledger, close.period, save=True)
+        data = period_closed_payload(statement, period_totals(statement))
+        events = [DerivedEvent(f"{position}:period.closed:{close.period}", "period.closed", position, data)]
+        if self.links is None:
+            return events
+        recorded = self.ledger.index.recorded_at(position)
+        assert recorded is not None, position
+        closed_at = datetime.fromisoformat(recorded)
+        names = self.ledger.index.names
+        accounts = self.ledger.index.masked_accounts()
+        for kind, party_id in parties_of(statement):
+            view = party_statement(statement, kind, party_id, names, accounts)
+            if not has_figures(view):
+                continue
+            payload = statement_issued_payload(
+                kind,
+                party_id,
+                period=close.period,
+                position=position,
+                links=self.links.for_party(kind, party_id, close.period, closed_at),
+                view=bounded(view),
+            )
+            ref = f"{kind}/{party_id}/{close.period}"
+            events.append(
+                DerivedEvent(f"{position}:statement.issued:{ref}", "statement.issued", position, payload)
+            )
+        return events
 
     def outbox_done(self, chunk: OutboxChunk) -> None:
         """Every event of ``chunk`` was acknowledged by the broker: record the position."""

@@ -65,5 +65,9 @@ class FactStore(Protocol):
     def load_statement(self, period: str) -> bytes | None:
         """The statement saved for ``period``, or None."""
 
+    def deployment_key(self, name: str) -> bytes:
+        """A random 32-byte key kept in the store under ``name`` (created the first time it
+        is asked for; every replica then reads the same one)."""
+
     def close(self) -> None:
         """Release connections."""

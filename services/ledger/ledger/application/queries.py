@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any, Literal
 
 from ledger.application.ledger import Ledger
+from ledger.application.party_statements import PartyKind, party_statement
 from ledger.application.periods import PeriodNotAvailableError, period_statement
 from ledger.application.report import RejectedLine, render_report
 from ledger.application.views import client_view, introducer_view
@@ -17,7 +18,7 @@ from ledger.domain.periods import parse_period
 
 __all__ = ["MAX_ID_CHARS", "NotAvailableError", "QueryError", "ReportQuery", "View", "answer"]
 
-View = Literal["report", "introducer", "client", "period"]
+View = Literal["report", "introducer", "client", "period", "page"]
 MAX_ID_CHARS = 128
 _PARAMS = frozenset({"as_of", "at_position", "introducer_id", "client_id", "period"})
 
@@ -38,8 +39,26 @@ class ReportQuery:
     party_id: str | None = None
     as_of: date | None = None
     at_position: int | None = None
-    #: The month of a period statement (view ``period``), ``YYYY-MM``.
+    #: The month of a period statement (views ``period``, ``page``), ``YYYY-MM``.
     period: str | None = None
+    #: A party's statement page (view ``page``): the party's kind, and html, pdf or json.
+    party_kind: str | None = None
+    page_format: str | None = None
+
+    @classmethod
+    def page(cls, kind: str, party_id: str, period: str, page_format: str) -> ReportQuery:
+        """A party's month statement page; :class:`QueryError` for a wrong kind or format."""
+        if kind not in {"introducer", "client", "adviser", "cooperative"}:
+            raise QueryError(f"no statements for {kind[:20]!r}: introducer, client, adviser or cooperative")
+        if page_format not in {"html", "pdf", "json"}:
+            raise QueryError("a statement page is html, pdf or json")
+        if not 1 <= len(party_id) <= MAX_ID_CHARS:
+            raise QueryError(f"ids are strings of 1-{MAX_ID_CHARS} characters")
+        try:
+            parse_period(period)
+        except ValueError as exc:
+            raise QueryError(str(exc)) from None
+        return cls("page", party_id, period=period, party_kind=kind, page_format=page_format)
 
     @classmethod
     def from_params(cls, view: View, params: Mapping[str, object]) -> ReportQuery:
@@ -118,12 +137,19 @@ def answer(
 ) -> dict[str, Any]:
     """The report (or view) ``query`` asks for, from a consistent snapshot of the ledger
     (safe to call on another thread than the store's)."""
-    if query.view == "period":
+    if query.view in {"period", "page"}:
         assert query.period is not None
         try:
-            return period_statement(ledger, query.period)
+            month = period_statement(ledger, query.period)
         except PeriodNotAvailableError as exc:
             raise NotAvailableError(str(exc)) from None
+        if query.view == "period":
+            return month
+        assert query.party_kind is not None and query.party_id is not None
+        kind: PartyKind = query.party_kind  # type: ignore[assignment]
+        return party_statement(
+            month, kind, query.party_id, ledger.index.names, ledger.index.masked_accounts()
+        )
     head = ledger.index.head
     position = head.position if query.at_position is None else min(query.at_position, head.position)
     books = ledger.books(as_of=query.as_of, at_position=position)

@@ -12,9 +12,10 @@ from datetime import date
 from typing import Any
 
 from ledger.domain.books import Books, CommissionLine
+from ledger.domain.facts import VendorCommissionReceived
 from ledger.domain.money import format_amount, format_rate
 
-__all__ = ["RejectedLine", "commission_row", "render_report"]
+__all__ = ["RejectedLine", "commission_row", "disclosure_row", "render_report"]
 
 REPORT_VERSION = 1
 
@@ -58,6 +59,20 @@ def commission_row(c: CommissionLine) -> dict[str, Any]:
         "paid": format_amount(c.paid, m),
         "payable": format_amount(c.payable, m),
         "currency": m,
+    }
+
+
+def disclosure_row(d: VendorCommissionReceived) -> dict[str, Any]:
+    """A vendor commission disclosed to its client (report ``disclosures``, statements)."""
+    return {
+        "vendor_commission_id": d.vendor_commission_id,
+        "adviser_id": d.adviser_id,
+        "client_id": d.client_id,
+        "supplier_id": d.supplier_id,
+        "date": d.date.isoformat(),
+        "currency": d.currency,
+        "amount": format_amount(d.amount, d.currency),
+        "description": d.description,
     }
 
 
@@ -162,6 +177,7 @@ def render_report(
             currency: {"debits": format_amount(debits, currency), "credits": format_amount(credits, currency)}
             for currency, (debits, credits) in books.trial_balance.items()
         },
+        "disclosures": [disclosure_row(d) for d in books.disclosures],
         "voids": [
             {
                 "void_id": v.void_id,

@@ -11,6 +11,7 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
+from ledger.application.report import disclosure_row
 from ledger.domain.books import Books, CommissionLine
 from ledger.domain.facts import (
     COOPERATIVE,
@@ -202,6 +203,7 @@ def client_statement(books: Books, client_id: str, head: dict[str, Any]) -> dict
             for p in books.pass_throughs
             if p.client_id == client_id
         ],
+        "disclosures": [disclosure_row(d) for d in books.disclosures if d.client_id == client_id],
         "voids": _voids(books, client_id=client_id),
         "rebates": [
             {

@@ -32,4 +32,5 @@ def client_view(report: dict[str, Any], client_id: str) -> dict[str, Any]:
         "rebates": [r for r in report["rebates"] if r["client_id"] == client_id],
         "margins": [m for m in report["margins"] if m["client_id"] == client_id],
         "rebate_shares": [s for s in report["rebate_shares"] if s["client_id"] == client_id],
+        "disclosures": [d for d in report["disclosures"] if d["client_id"] == client_id],
     }

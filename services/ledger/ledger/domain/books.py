@@ -31,6 +31,9 @@ from ledger.domain.commissions import (
     payout_posting,
 )
 from ledger.domain.facts import (
+    AdviserRegistered,
+    BankDetailsChanged,
+    ClientRegistered,
     CreditNoteIssued,
     EligibilityChanged,
     Fact,
@@ -39,11 +42,14 @@ from ledger.domain.facts import (
     InvoiceIssued,
     PaymentReceived,
     PayoutRecorded,
+    PayoutRunApproved,
+    PayoutRunProposed,
     PeriodClosed,
     PurchaseRecorded,
     RebatePassedThrough,
     RebateReceived,
     ResaleInvoiced,
+    VendorCommissionReceived,
 )
 from ledger.domain.purchasing import (
     MarginLine,
@@ -95,9 +101,17 @@ class Books:
     pass_throughs: tuple[RebatePassedThrough, ...] = ()
     purchases: tuple[PurchaseRecorded, ...] = ()
     payouts: tuple[PayoutRecorded, ...] = ()
+    clients: tuple[ClientRegistered, ...] = ()
+    advisers: tuple[AdviserRegistered, ...] = ()
+    #: Vendor commissions disclosed to clients (never revenue, never a commission base).
+    disclosures: tuple[VendorCommissionReceived, ...] = ()
     #: Every void (rules R8), and the facts they took back (counted nowhere).
     voids: tuple[VoidLine, ...] = ()
     voided: tuple[Fact, ...] = ()
+    #: Where introducers are paid, and the payout runs (not voided) with their approvals.
+    bank_details: tuple[BankDetailsChanged, ...] = ()
+    payout_runs: tuple[PayoutRunProposed, ...] = ()
+    run_approvals: tuple[PayoutRunApproved, ...] = ()
 
 
 @dataclass
@@ -116,6 +130,12 @@ class _Index:
     resales: dict[str, list[ResaleInvoiced]] = field(default_factory=lambda: defaultdict(list))
     rebates: list[RebateReceived] = field(default_factory=list)
     pass_throughs: list[RebatePassedThrough] = field(default_factory=list)
+    clients: dict[str, ClientRegistered] = field(default_factory=dict)
+    advisers: dict[str, AdviserRegistered] = field(default_factory=dict)
+    disclosures: list[VendorCommissionReceived] = field(default_factory=list)
+    bank_details: list[BankDetailsChanged] = field(default_factory=list)
+    payout_runs: dict[str, PayoutRunProposed] = field(default_factory=dict)
+    run_approvals: dict[str, PayoutRunApproved] = field(default_factory=dict)
 
 
 #: Where each kind of fact goes in the index: adding a fact type is adding its indexer
@@ -183,9 +203,43 @@ def _rebate(ix: _Index, fact: RebateReceived) -> None:
     ix.rebates.append(fact)
 
 
+@_indexes(ClientRegistered)
+def _client(ix: _Index, fact: ClientRegistered) -> None:
+    ix.clients[fact.client_id] = fact
+
+
+@_indexes(AdviserRegistered)
+def _adviser(ix: _Index, fact: AdviserRegistered) -> None:
+    ix.advisers[fact.adviser_id] = fact
+
+
+@_indexes(VendorCommissionReceived)
+def _vendor_commission(ix: _Index, fact: VendorCommissionReceived) -> None:
+    """Disclosed only: an adviser's kickback is never revenue nor a commission base (R1)."""
+    ix.disclosures.append(fact)
+
+
 @_indexes(PeriodClosed)
 def _close(ix: _Index, fact: PeriodClosed) -> None:
     """A close changes no figure (its statement is computed from the others, rules R9)."""
+
+
+@_indexes(BankDetailsChanged)
+def _bank_details(ix: _Index, fact: BankDetailsChanged) -> None:
+    """Bank details change no figure: payout runs read them."""
+    ix.bank_details.append(fact)
+
+
+@_indexes(PayoutRunProposed)
+def _payout_run(ix: _Index, fact: PayoutRunProposed) -> None:
+    """A proposed run changes no figure: the payouts the bank books do."""
+    ix.payout_runs[fact.run_id] = fact
+
+
+@_indexes(PayoutRunApproved)
+def _payout_run_approval(ix: _Index, fact: PayoutRunApproved) -> None:
+    """An approval changes no figure."""
+    ix.run_approvals[fact.run_id] = fact
 
 
 @_indexes(RebatePassedThrough)
@@ -268,8 +322,14 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None, *, postings
         pass_throughs=tuple(sorted(ix.pass_throughs, key=lambda p: (p.date, p.pass_through_id))),
         purchases=tuple(sorted(ix.purchases.values(), key=lambda p: p.purchase_id)),
         payouts=tuple(sorted(ix.payouts, key=lambda p: (p.date, p.payout_id))),
+        clients=tuple(sorted(ix.clients.values(), key=lambda c: c.client_id)),
+        advisers=tuple(sorted(ix.advisers.values(), key=lambda a: a.adviser_id)),
+        disclosures=tuple(sorted(ix.disclosures, key=lambda d: (d.date, d.vendor_commission_id))),
         voids=voiding.voids,
         voided=tuple(voiding.voided[key] for key in sorted(voiding.voided)),
+        bank_details=tuple(sorted(ix.bank_details, key=lambda b: (b.introducer_id, b.effective_date))),
+        payout_runs=tuple(ix.payout_runs[r] for r in sorted(ix.payout_runs)),
+        run_approvals=tuple(ix.run_approvals[r] for r in sorted(ix.run_approvals)),
     )
 
 

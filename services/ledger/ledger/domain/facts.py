@@ -15,6 +15,9 @@ from typing import Literal, Protocol, TypeAlias
 __all__ = [
     "COOPERATIVE",
     "VOIDABLE_TYPES",
+    "AdviserRegistered",
+    "BankDetailsChanged",
+    "ClientRegistered",
     "CreditNoteIssued",
     "EligibilityChanged",
     "Fact",
@@ -24,13 +27,17 @@ __all__ = [
     "IntroductionRecorded",
     "InvoiceIssued",
     "PaymentReceived",
+    "PayoutLine",
     "PayoutRecorded",
+    "PayoutRunApproved",
+    "PayoutRunProposed",
     "PeriodClosed",
     "PurchaseRecorded",
     "RebatePassedThrough",
     "RebateReceived",
     "ResaleInvoiced",
     "Term",
+    "VendorCommissionReceived",
 ]
 
 #: The fixed account that receives donated commissions (rule R5).
@@ -54,10 +61,115 @@ class IntroducerRegistered:
     email: str | None = None
     webhook_url: str | None = None
     language: Literal["fr", "en"] = "fr"
+    #: Where the introducer is paid (personal data): an IBAN (electronic form), optional.
+    iban: str | None = None
+    bic: str | None = None
+    account_holder: str | None = None
 
     @property
     def key(self) -> FactKey:
         return ("introducer", self.introducer_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRegistered:
+    """A client's contact, so that it is told its statements (first registration stands)."""
+
+    client_id: str
+    display_name: str
+    email: str | None = None
+    webhook_url: str | None = None
+    language: Literal["fr", "en"] = "fr"
+
+    @property
+    def key(self) -> FactKey:
+        return ("client", self.client_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class AdviserRegistered:
+    """An adviser's contact, so that it is told its statements (first registration stands)."""
+
+    adviser_id: str
+    display_name: str
+    email: str | None = None
+    webhook_url: str | None = None
+    language: Literal["fr", "en"] = "fr"
+
+    @property
+    def key(self) -> FactKey:
+        return ("adviser", self.adviser_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class BankDetailsChanged:
+    """An introducer's bank account from ``effective_date`` on (personal data): the latest
+    effective on a payout run's date is the one paid."""
+
+    introducer_id: str
+    iban: str
+    effective_date: dt.date
+    bic: str | None = None
+    account_holder: str | None = None
+
+    @property
+    def key(self) -> FactKey:
+        return ("bank_details", f"{self.introducer_id}@{self.effective_date.isoformat()}")
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return self.effective_date
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutLine:
+    beneficiary_id: str
+    currency: str
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRunProposed:
+    """A payout run proposed from a closed month: what to pay each beneficiary."""
+
+    run_id: str
+    period: str
+    date: dt.date
+    proposed_by: str
+    lines: tuple[PayoutLine, ...]
+
+    @property
+    def key(self) -> FactKey:
+        return ("payout_run", self.run_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRunApproved:
+    """A second person approves a payout run: its payment file can be made."""
+
+    run_id: str
+    date: dt.date
+    approved_by: str
+
+    @property
+    def key(self) -> FactKey:
+        return ("payout_run_approval", self.run_id)
 
     @property
     def business_date(self) -> dt.date | None:
@@ -160,6 +272,11 @@ class PayoutRecorded:
     date: dt.date
     currency: str
     amount: Decimal
+    #: A payout made by a payout run and booked by the bank: the run, the transfer's
+    #: end-to-end id and the bank's reference (all optional).
+    run_id: str | None = None
+    end_to_end_id: str | None = None
+    bank_reference: str | None = None
 
     @property
     def key(self) -> FactKey:
@@ -239,11 +356,44 @@ class RebatePassedThrough:
         return self.date
 
 
+@dataclass(frozen=True, slots=True)
+class VendorCommissionReceived:
+    """A commission or kickback an adviser received from a vendor on a client's purchase:
+    disclosed to the client, never the adviser's revenue nor a commission base."""
+
+    vendor_commission_id: str
+    adviser_id: str
+    client_id: str
+    supplier_id: str
+    date: dt.date
+    currency: str
+    amount: Decimal
+    description: str
+
+    @property
+    def key(self) -> FactKey:
+        return ("vendor_commission", self.vendor_commission_id)
+
+    @property
+    def business_date(self) -> dt.date | None:
+        return self.date
+
+
 #: The kinds of fact a void may take back (rules R8); their business keys are
 #: ``(kind, id)``. Invoices and credit notes are corrected by credit notes, registrations and
 #: eligibility changes are not errors of amounts, and a void cannot itself be voided.
 VOIDABLE_TYPES = frozenset(
-    {"introduction", "payment", "payout", "purchase", "resale", "rebate", "pass_through", "vendor_commission"}
+    {
+        "introduction",
+        "payment",
+        "payout",
+        "purchase",
+        "resale",
+        "rebate",
+        "pass_through",
+        "vendor_commission",
+        "payout_run",
+    }
 )
 
 

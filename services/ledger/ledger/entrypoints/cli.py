@@ -29,6 +29,7 @@ from ledger.entrypoints.common import (
     settings_or_exit,
     source_ledger,
 )
+from ledger.entrypoints.payouts import payouts_app
 from ledger.settings import Settings
 
 __all__ = ["app", "main"]
@@ -272,6 +273,7 @@ def export(
 app.command("statement")(statements.statement)
 app.command("void")(corrections.void)
 app.command("close")(corrections.close)
+app.add_typer(payouts_app)
 
 audit_app = typer.Typer(name="audit", help="Verify the stored history.", no_args_is_help=True)
 app.add_typer(audit_app)

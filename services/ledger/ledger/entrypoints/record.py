@@ -19,7 +19,7 @@ from coop_runtime.redact import redact_secrets
 from ledger.application.contract import Rejection, parse_envelope
 from ledger.entrypoints.common import err, open_ledger, settings_or_exit
 
-__all__ = ["new_id", "record_fact"]
+__all__ = ["new_id", "record_fact", "record_facts"]
 
 
 def new_id(prefix: str) -> str:
@@ -27,10 +27,8 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
 
-def record_fact(kind: str, data: dict[str, Any], *, envelope_id: str, ingest: bool) -> dict[str, Any]:
-    """Check, then publish (or with ``ingest`` append) one fact of type
-    ``coop.ledger.<kind>.v1``; prints and returns a JSON summary; exits 1 when the fact is
-    rejected (by the contract here, or by the ledger when appending)."""
+def _envelope(kind: str, data: dict[str, Any], envelope_id: str) -> bytes:
+    """The checked envelope of one fact; a contract refusal exits 1, nothing sent."""
     envelope = {
         "specversion": "1.0",
         "id": envelope_id,
@@ -46,22 +44,51 @@ def record_fact(kind: str, data: dict[str, Any], *, envelope_id: str, ingest: bo
     except Rejection as rejection:
         err.print(f"[red]rejected ({rejection.reason}):[/red] {rejection.message}")
         raise typer.Exit(1) from None
-    summary: dict[str, Any] = {"id": envelope_id, "type": envelope["type"], "data": data}
+    return raw
+
+
+def record_facts(kind: str, items: list[tuple[str, dict[str, Any]]], *, ingest: bool) -> list[dict[str, Any]]:
+    """Check every ``(envelope id, data)`` of type ``coop.ledger.<kind>.v1`` (one refusal
+    sends nothing), then publish them (or with ``ingest`` append them in one batch); the
+    outcome of each. Exits 1 after reporting when the ledger rejects any (when appending)."""
+    raws = [(envelope_id, _envelope(kind, data, envelope_id)) for envelope_id, data in items]
+    out: list[dict[str, Any]] = []
     if ingest:
         ledger = open_ledger(settings_or_exit())
-        [outcome] = ledger.ingest([raw])
-        if outcome.status == "rejected":
-            err.print(f"[red]rejected ({outcome.reason}):[/red] {outcome.message}")
+        outcomes = ledger.ingest([raw for _, raw in raws])
+        for (envelope_id, _), outcome in zip(raws, outcomes, strict=True):
+            entry: dict[str, Any] = {
+                "id": envelope_id,
+                "status": outcome.status,
+                "position": outcome.position,
+            }
+            if outcome.status == "rejected":
+                entry.update(reason=outcome.reason, message=outcome.message)
+                err.print(f"[red]rejected ({outcome.reason}):[/red] {envelope_id}: {outcome.message}")
+            out.append(entry)
+        if any(entry["status"] == "rejected" for entry in out):
+            sys.stdout.write(json.dumps(out) + "\n")
             raise typer.Exit(1)
-        summary.update(status=outcome.status, position=outcome.position)
-    else:
-        _publish(raw, kind, envelope_id)
-        summary["status"] = "published"
-    sys.stdout.write(json.dumps(summary) + "\n")
+        return out
+    _publish(kind, raws)
+    return [{"id": envelope_id, "status": "published"} for envelope_id, _ in raws]
+
+
+def record_fact(
+    kind: str, data: dict[str, Any], *, envelope_id: str, ingest: bool, quiet: bool = False
+) -> dict[str, Any]:
+    """Check, then publish (or with ``ingest`` append) one fact of type
+    ``coop.ledger.<kind>.v1``; prints (unless ``quiet``) and returns a JSON summary; exits 1
+    when the fact is rejected (by the contract here, or by the ledger when appending)."""
+    [outcome] = record_facts(kind, [(envelope_id, data)], ingest=ingest)
+    summary: dict[str, Any] = {"id": envelope_id, "type": f"coop.ledger.{kind}.v1", "data": data}
+    summary.update((k, v) for k, v in outcome.items() if k != "id")
+    if not quiet:
+        sys.stdout.write(json.dumps(summary) + "\n")
     return summary
 
 
-def _publish(raw: bytes, kind: str, envelope_id: str) -> None:
+def _publish(kind: str, raws: list[tuple[str, bytes]]) -> None:
     import nats
 
     from coop_runtime.broker import nats_servers
@@ -76,7 +103,8 @@ def _publish(raw: bytes, kind: str, envelope_id: str) -> None:
         try:
             js = nc.jetstream()
             await wait_for_stream(js)
-            await publish_one(js, f"ledger.in.{kind}", raw, envelope_id)
+            for envelope_id, raw in raws:
+                await publish_one(js, f"ledger.in.{kind}", raw, envelope_id)
         finally:
             await nc.close()
 

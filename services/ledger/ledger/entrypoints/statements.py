@@ -112,7 +112,7 @@ def _month(
     if party is None:
         return _rows_csv(month["balances"] + month["rebates"])
     kind: PartyKind = party[0]  # type: ignore[assignment]
-    view = party_statement(month, kind, party[1], party_names(ledger.books()))
+    view = party_statement(month, kind, party[1], party_names(ledger.books()), ledger.index.masked_accounts())
     if fmt is StatementFormat.json:
         return json.dumps(view, indent=2, ensure_ascii=False) + "\n"
     if fmt is StatementFormat.csv:

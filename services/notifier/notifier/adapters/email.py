@@ -1,6 +1,7 @@
 """E-mail alerts over SMTP (aiosmtplib): STARTTLS, implicit TLS, or plain on loopback;
 optional authentication. A message counts as sent once the server accepted it (the 250
-after the data), which is reported at once, before the session is closed with QUIT."""
+after the data), which is reported at once, before the session is closed with QUIT.
+A statement's e-mail is ``multipart/mixed``: the text, then the PDF (fetched beforehand)."""
 
 from __future__ import annotations
 
@@ -24,20 +25,19 @@ _SPACES = re.compile(r"\s+")
 
 
 def build_email(delivery: Delivery, sender: str, now: datetime) -> EmailMessage:
-    """The message for ``delivery``: UTF-8 plain text, quoted-printable, and a Message-ID
-    derived from the alert id (the same at every attempt, so that a copy sent in the
-    instant between the server's 250 and the store's record is recognisable)."""
+    """The message for ``delivery``: UTF-8 plain text, quoted-printable, its attachments
+    (base64), and a Message-ID derived from the alert id (the same at every attempt, so that
+    a copy sent in the instant between the server's 250 and the store's record is
+    recognisable)."""
     assert delivery.key.channel == "email", delivery.key
-    to = delivery.introducer.email
-    assert to, delivery.introducer.introducer_id
+    to = delivery.party.email
+    assert to, delivery.party.key
     _, from_addr = parseaddr(sender)
     domain = from_addr.rpartition("@")[2] or "localhost"
     digest = hashlib.sha256(f"{delivery.key.alert_id}#email#{to}".encode()).hexdigest()[:40]
     message = EmailMessage()
     message["From"] = sender
-    message["To"] = Address(
-        display_name=_SPACES.sub(" ", delivery.introducer.display_name).strip(), addr_spec=to
-    )
+    message["To"] = Address(display_name=_SPACES.sub(" ", delivery.party.display_name).strip(), addr_spec=to)
     message["Subject"] = delivery.rendered.subject
     message["Date"] = format_datetime(now)
     message["Message-ID"] = f"<{digest}@{domain}>"
@@ -45,6 +45,14 @@ def build_email(delivery: Delivery, sender: str, now: datetime) -> EmailMessage:
     message[ALERT_ID_HEADER] = delivery.key.alert_id
     message.set_content(delivery.rendered.text, charset="utf-8", cte="quoted-printable")
     message["Content-Language"] = delivery.rendered.language  # after set_content, which resets Content-*
+    for attachment in delivery.attachments:
+        assert attachment.content is not None, attachment.filename  # fetched before the attempt
+        maintype, _, subtype = attachment.content_type.partition("/")
+        message.add_attachment(
+            attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
+    if delivery.attachments:  # the text part took Content-Language along: the message says it too
+        message["Content-Language"] = delivery.rendered.language
     return message
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from notifier.domain.events import KNOWN_KINDS, Channel
+from notifier.application.ports import StatementBacklog
+from notifier.domain.events import KNOWN_KINDS, PARTY_KINDS, Channel, PartyKind
 
 __all__ = ["NotifierMetrics"]
 
@@ -59,6 +62,39 @@ class NotifierMetrics:
         self.in_flight = Gauge(
             "notifier_messages_in_flight", "Messages fetched and not yet settled.", registry=r
         )
+        self.statements_sent = Counter(
+            "notifier_statements_sent_total",
+            "Monthly statements accepted by the SMTP server or webhook, by party kind.",
+            ["party_kind", "channel"],
+            registry=r,
+        )
+        self.statements_failed = Counter(
+            "notifier_statements_failed_total",
+            "Monthly statements that failed after their last attempt (on notifier.failed).",
+            ["party_kind", "channel"],
+            registry=r,
+        )
+        self.statements_pending = Gauge(
+            "notifier_statements_pending",
+            "Monthly statements not delivered yet (being sent, retried, or failed), by party kind.",
+            ["party_kind"],
+            registry=r,
+        )
+        self.statements_pending_age = Gauge(
+            "notifier_statements_pending_age_seconds",
+            "Age of the oldest monthly statement not delivered yet (0 when none).",
+            registry=r,
+        )
+        self.statements_waiting = Gauge(
+            "notifier_statements_waiting",
+            "Monthly statements kept for a party not in the directory (not registered).",
+            ["party_kind"],
+            registry=r,
+        )
+        for kind in PARTY_KINDS:  # every series exists from the start (increase() needs a 0)
+            for channel in ("email", "webhook"):
+                self.statements_sent.labels(kind, channel)
+                self.statements_failed.labels(kind, channel)
         self.store_errors = Counter(
             "notifier_store_errors_total",
             "Messages not settled because the store or NATS failed.",
@@ -82,3 +118,17 @@ class NotifierMetrics:
 
     def event(self, kind: str, state: str) -> None:
         self.events.labels(kind if kind in KNOWN_KINDS else "other", state).inc()
+
+    def statement_sent(self, party_kind: PartyKind, channel: Channel) -> None:
+        self.statements_sent.labels(party_kind, channel).inc()
+
+    def statement_failed(self, party_kind: PartyKind, channel: Channel) -> None:
+        self.statements_failed.labels(party_kind, channel).inc()
+
+    def statement_backlog(self, backlog: StatementBacklog, now: datetime) -> None:
+        """Set the statement gauges from the store's figures."""
+        for kind in PARTY_KINDS:
+            self.statements_pending.labels(kind).set(backlog.unsettled.get(kind, 0))
+            self.statements_waiting.labels(kind).set(backlog.waiting.get(kind, 0))
+        oldest = backlog.oldest_unsettled
+        self.statements_pending_age.set(0 if oldest is None else max(0.0, (now - oldest).total_seconds()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -37,7 +38,8 @@ from notifier.application.delivery import Deliverer
 from notifier.application.digests import Digester
 from notifier.application.ingest import Ingestor
 from notifier.application.ports import AlertStore, Runner
-from notifier.domain.events import MAX_EVENT_BYTES, LedgerEnvelope
+from notifier.domain.events import MAX_EVENT_BYTES, MAX_STATEMENT_BYTES, LedgerEnvelope
+from notifier.domain.statements import STATEMENT_KIND
 from notifier.settings import NotifierSettings
 
 __all__ = ["NotifierService", "build_asgi", "parse_message"]
@@ -46,15 +48,20 @@ log = structlog.get_logger("notifier.service")
 
 
 def parse_message(raw: bytes) -> LedgerEnvelope | None:
-    """The envelope of a ``ledger.out`` message, or None (logged) when it is not one."""
-    if len(raw) > MAX_EVENT_BYTES:
+    """The envelope of a ``ledger.out`` message, or None (logged) when it is not one. A
+    statement may be up to :data:`MAX_STATEMENT_BYTES`, any other event :data:`MAX_EVENT_BYTES`."""
+    if len(raw) > MAX_STATEMENT_BYTES:
         log.error("message too large; skipped", size=len(raw))
         return None
     try:
-        return LedgerEnvelope.model_validate(orjson.loads(raw))
+        envelope = LedgerEnvelope.model_validate(orjson.loads(raw))
     except (orjson.JSONDecodeError, ValidationError) as exc:
         log.error("not a ledger event; skipped", error=str(exc)[:300])
         return None
+    if len(raw) > MAX_EVENT_BYTES and envelope.kind != STATEMENT_KIND:
+        log.error("message too large; skipped", size=len(raw), event_id=envelope.id)
+        return None
+    return envelope
 
 
 class NotifierService:
@@ -242,7 +249,17 @@ class NotifierService:
             except Exception as exc:
                 log.debug("consumer info unavailable", error=str(exc))
             self.metrics.in_flight.set(len(self._settling))
+            await self._refresh_statement_gauges()
             await asyncio.sleep(self.settings.metrics_poll_s)
+
+    async def _refresh_statement_gauges(self) -> None:
+        """Statements not delivered yet, read from the store (the alert rule's source)."""
+        try:
+            backlog = await self._run(self.store.statement_backlog)
+        except Exception as exc:
+            log.debug("statement backlog unavailable", error=str(exc))
+            return
+        self.metrics.statement_backlog(backlog, datetime.now(UTC))
 
     # health ------------------------------------------------------------------------------------
 
@@ -262,8 +279,15 @@ class NotifierService:
 
     async def status(self) -> dict[str, Any]:
         counts = await self._run(self.store.counts)
+        backlog = await self._run(self.store.statement_backlog)
+        oldest = backlog.oldest_unsettled
         return {
             "alerts": counts,
+            "statements": {
+                "pending": backlog.unsettled,
+                "oldest_pending": None if oldest is None else oldest.isoformat(),
+                "waiting": backlog.waiting,
+            },
             "consumer_pending": self.consumer_pending,
             "in_flight": len(self._settling),
             "ready_reason": self.ready_reason or "ready",

@@ -1,9 +1,14 @@
 """The notifier's durable state in SQLite (WAL, synchronous=FULL).
 
-Tables: ``introducers`` (the directory), ``events`` (every ledger event seen, by id, with
-what became of it), ``alerts`` (one row per (alert id, channel): the exactly-once record).
-An alert is ``sent`` only once the SMTP server or the webhook accepted it. One connection,
-used from one thread at a time (the store thread of ``notifier serve``, or the CLI).
+Tables: ``parties`` (the directory: introducers, clients, advisers, by directory key),
+``events`` (every ledger event seen, by id, with what became of it), ``alerts`` (one row per
+(alert id, channel): the exactly-once record). An alert is ``sent`` only once the SMTP
+server or the webhook accepted it. One connection, used from one thread at a time (the
+store thread of ``notifier serve``, or the CLI).
+
+Schema 2 (clients and advisers in the directory) replaced schema 1's ``introducers`` table
+by ``parties``; a schema-1 store is migrated when opened (its introducers copied, keyed by
+their id as before), in one transaction.
 """
 
 from __future__ import annotations
@@ -17,18 +22,27 @@ from typing import Any, cast
 
 import orjson
 
-from notifier.application.ports import AlertRecord, AlertStatus, EventState, StoredEvent
-from notifier.domain.events import AlertKey, Channel, Introducer, LedgerEnvelope
+from notifier.application.ports import (
+    AlertRecord,
+    AlertStatus,
+    EventState,
+    StatementBacklog,
+    StoredEvent,
+)
+from notifier.domain.events import AlertKey, Channel, LedgerEnvelope, Party, PartyKind
+from notifier.domain.statements import STATEMENT_KIND
 
 __all__ = ["SCHEMA_VERSION", "SqliteAlertStore"]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 MAX_ROWS = 100_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS introducers (
-    introducer_id TEXT PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS parties (
+    party_key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    party_id TEXT NOT NULL,
     display_name TEXT NOT NULL,
     email TEXT,
     webhook_url TEXT,
@@ -70,10 +84,23 @@ CREATE INDEX IF NOT EXISTS alerts_by_status ON alerts (status, queued_day);
 CREATE INDEX IF NOT EXISTS alerts_by_digest ON alerts (digest_id, channel);
 """
 
+_MIGRATE_1_TO_2 = """
+INSERT OR IGNORE INTO parties
+    SELECT introducer_id, 'introducer', introducer_id, display_name, email, webhook_url, language,
+           event_id, registered_at
+    FROM introducers;
+DROP TABLE introducers;
+"""
+
 _OPEN = "(status = 'pending' OR (status = 'failed' AND failure_published = 0))"
 _ALERT_COLUMNS = (
-    "alert_id, channel, recipient, status, is_digest, queued_day, attempts, failures, "
-    "failure_published, last_reason, last_detail"
+    "a.alert_id, a.channel, a.recipient, a.status, a.is_digest, a.queued_day, a.attempts, a.failures, "
+    "a.failure_published, a.last_reason, a.last_detail, e.kind"
+)
+#: The party kind of a directory key, in SQL (see notifier.domain.events.party_key).
+_KIND_OF_KEY = (
+    "CASE WHEN {0} LIKE 'client/%' THEN 'client' WHEN {0} LIKE 'adviser/%' THEN 'adviser' "
+    "ELSE 'introducer' END"
 )
 
 
@@ -103,6 +130,11 @@ class SqliteAlertStore:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            elif row[0] == "1":
+                for statement in _MIGRATE_1_TO_2.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
             elif row[0] != SCHEMA_VERSION:
                 raise RuntimeError(
                     f"{self.path}: store schema {row[0]}, this notifier reads {SCHEMA_VERSION}"
@@ -173,27 +205,35 @@ class SqliteAlertStore:
         ).fetchall()
         return [_envelope(r[0]) for r in rows]
 
-    def introducer(self, introducer_id: str) -> Introducer | None:
+    def party(self, key: str) -> Party | None:
         row = self._db.execute(
-            "SELECT introducer_id, display_name, email, webhook_url, language FROM introducers "
-            "WHERE introducer_id = ?",
-            (introducer_id,),
+            "SELECT kind, party_id, display_name, email, webhook_url, language FROM parties "
+            "WHERE party_key = ?",
+            (key,),
         ).fetchone()
         if row is None:
             return None
-        return Introducer(
-            introducer_id=row[0], display_name=row[1], email=row[2], webhook_url=row[3], language=row[4]
+        kind, party_id, display_name, email, webhook_url, language = row
+        return Party(
+            kind=kind,
+            party_id=party_id,
+            display_name=display_name,
+            email=email,
+            webhook_url=webhook_url,
+            language=language,
         )
 
-    def add_introducer(self, introducer: Introducer, event_id: str, at: datetime) -> bool:
+    def add_party(self, party: Party, event_id: str, at: datetime) -> bool:
         cursor = self._db.execute(
-            "INSERT OR IGNORE INTO introducers VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO parties VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                introducer.introducer_id,
-                introducer.display_name,
-                introducer.email,
-                introducer.webhook_url,
-                introducer.language,
+                party.key,
+                party.kind,
+                party.party_id,
+                party.display_name,
+                party.email,
+                party.webhook_url,
+                party.language,
                 event_id,
                 _ts(at),
             ),
@@ -226,7 +266,8 @@ class SqliteAlertStore:
 
     def alert(self, key: AlertKey) -> AlertRecord | None:
         row = self._db.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE alert_id = ? AND channel = ?",  # noqa: S608
+            f"SELECT {_ALERT_COLUMNS} FROM alerts a LEFT JOIN events e ON e.event_id = a.alert_id "  # noqa: S608
+            "WHERE a.alert_id = ? AND a.channel = ?",
             (key.alert_id, key.channel),
         ).fetchone()
         return None if row is None else _record(row)
@@ -362,8 +403,37 @@ class SqliteAlertStore:
         out["waiting_events"] = int(
             self._db.execute("SELECT count(*) FROM events WHERE state = 'waiting'").fetchone()[0]
         )
-        out["introducers"] = int(self._db.execute("SELECT count(*) FROM introducers").fetchone()[0])
+        parties = dict(self._db.execute("SELECT kind, count(*) FROM parties GROUP BY kind").fetchall())
+        out["introducers"] = int(parties.get("introducer", 0))
+        out["clients"] = int(parties.get("client", 0))
+        out["advisers"] = int(parties.get("adviser", 0))
         return out
+
+    def statement_backlog(self) -> StatementBacklog:
+        unsettled: dict[PartyKind, int] = {}
+        oldest: str | None = None
+        rows = self._db.execute(
+            f"SELECT {_KIND_OF_KEY.format('a.recipient')} AS party_kind, count(*), min(a.created_at) "  # noqa: S608
+            "FROM alerts a JOIN events e ON e.event_id = a.alert_id "
+            "WHERE a.status IN ('pending', 'resending', 'failed') AND e.kind = ? GROUP BY party_kind",
+            (STATEMENT_KIND,),
+        ).fetchall()
+        for kind, count, first in rows:
+            unsettled[cast(PartyKind, kind)] = int(count)
+            oldest = first if oldest is None else min(oldest, first)
+        waiting = {
+            cast(PartyKind, kind): int(count)
+            for kind, count in self._db.execute(
+                f"SELECT {_KIND_OF_KEY.format('recipient')} AS party_kind, count(*) FROM events "  # noqa: S608
+                "WHERE state = 'waiting' AND kind = ? GROUP BY party_kind",
+                (STATEMENT_KIND,),
+            ).fetchall()
+        }
+        return StatementBacklog(
+            unsettled=unsettled,
+            oldest_unsettled=None if oldest is None else datetime.fromisoformat(oldest),
+            waiting=waiting,
+        )
 
 
 def _envelope(blob: bytes) -> LedgerEnvelope:
@@ -382,4 +452,5 @@ def _record(row: Sequence[Any]) -> AlertRecord:
         failure_published=bool(row[8]),
         last_reason=row[9],
         last_detail=row[10],
+        kind=row[11],
     )

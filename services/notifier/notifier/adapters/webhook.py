@@ -1,7 +1,7 @@
 """Webhook alerts: an HTTPS POST of a signed JSON body (httpx). Success is any 2xx.
 
 Headers: ``Content-Type: application/json``, ``X-Coop-Signature: t=<unix>,v1=<hex>``
-(HMAC-SHA256 with the introducer's key over ``f"{t}." + body``, see
+(HMAC-SHA256 with the party's key over ``f"{t}." + body``, see
 :mod:`notifier.domain.signature`) and ``X-Coop-Alert-Id``. Redirects are not followed;
 the response body is never read. At most ``per_host`` requests run at once per host, so
 one slow receiver cannot take every sending slot.
@@ -36,7 +36,7 @@ from notifier.adapters.guarded_network import (
 )
 from notifier.application.payloads import webhook_body
 from notifier.application.ports import Accepted, Delivery, SendFailure
-from notifier.domain.signature import ALERT_ID_HEADER, SIGNATURE_HEADER, introducer_secret, signature_header
+from notifier.domain.signature import ALERT_ID_HEADER, SIGNATURE_HEADER, party_secret, signature_header
 
 __all__ = ["HttpWebhookSender"]
 
@@ -96,11 +96,12 @@ class HttpWebhookSender:
         return urlsplit(url).hostname or ""
 
     async def send(self, delivery: Delivery, accepted: Accepted) -> None:
-        url = delivery.introducer.webhook_url
-        assert url, delivery.introducer.introducer_id
+        party = delivery.party
+        url = party.webhook_url
+        assert url, party.key
         host = self.check_url(url)
         body = webhook_body(delivery)
-        secret = introducer_secret(self._master, delivery.introducer.introducer_id)
+        secret = party_secret(self._master, party.kind, party.party_id)
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: signature_header(secret, body, int(self._now())),

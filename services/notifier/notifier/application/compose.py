@@ -2,7 +2,9 @@
 
 The two steps are apart on purpose: :func:`load_content` reads the store (its thread),
 :func:`render_delivery` is pure CPU work (templates, CLDR formatting) and runs elsewhere, so
-that rendering never holds up the store.
+that rendering never holds up the store. A statement's e-mail carries the PDF as an
+:class:`~notifier.application.ports.Attachment` to fetch at send time (from the link the
+ledger published); its webhook carries the links only.
 """
 
 from __future__ import annotations
@@ -10,32 +12,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from notifier.application.ports import AlertRecord, AlertStore, Delivery
+from notifier.application.ports import AlertRecord, AlertStore, Attachment, Delivery
 from notifier.application.render import DigestItem, Renderer
 from notifier.domain.events import (
     CommissionEvent,
     DonationCredited,
-    Introducer,
     LedgerEnvelope,
+    Party,
     parse_payload,
 )
+from notifier.domain.statements import StatementIssued
 
 __all__ = ["AlertContent", "load_content", "render_delivery"]
 
 
 @dataclass(frozen=True, slots=True)
 class AlertContent:
-    """An alert with what it is about: its introducer and its ledger event (or the digest's)."""
+    """An alert with what it is about: its party and its ledger event (or the digest's)."""
 
     record: AlertRecord
-    introducer: Introducer
+    party: Party
     envelopes: tuple[LedgerEnvelope, ...]
 
 
 def load_content(store: AlertStore, record: AlertRecord) -> AlertContent:
-    """Read the alert's introducer and event(s) (blocking: call on the store's thread)."""
-    introducer = store.introducer(record.recipient)
-    assert introducer is not None, record
+    """Read the alert's party and event(s) (blocking: call on the store's thread)."""
+    party = store.party(record.recipient)
+    assert party is not None, record
     key = record.key
     if record.is_digest:
         envelopes = tuple(store.digest_items(key.alert_id, key.channel))
@@ -43,12 +46,12 @@ def load_content(store: AlertStore, record: AlertRecord) -> AlertContent:
         stored = store.event(key.alert_id)
         assert stored is not None, record
         envelopes = (stored.envelope,)
-    return AlertContent(record, introducer, envelopes)
+    return AlertContent(record, party, envelopes)
 
 
 def render_delivery(renderer: Renderer, content: AlertContent) -> Delivery:
     """The rendered alert (pure: no I/O)."""
-    record, introducer = content.record, content.introducer
+    record, party = content.record, content.party
     key = record.key
     if record.is_digest:
         assert record.queued_day is not None, record
@@ -57,18 +60,24 @@ def render_delivery(renderer: Renderer, content: AlertContent) -> Delivery:
             payload = parse_payload(envelope.kind, envelope.data)
             assert isinstance(payload, CommissionEvent | DonationCredited), envelope.id
             items.append(DigestItem(envelope.id, envelope.kind, envelope.ledgerposition, payload))
-        rendered = renderer.render_digest(items, introducer, record.queued_day, key.alert_id)
+        rendered = renderer.render_digest(items, party, record.queued_day, key.alert_id)
         about: dict[str, Any] = {
             "kind": "digest",
             "day": record.queued_day.isoformat(),
             "events": [_about(e) for e in content.envelopes],
         }
-        return Delivery(key, introducer, rendered, about)
+        return Delivery(key, party, rendered, about)
     (envelope,) = content.envelopes
     payload = parse_payload(envelope.kind, envelope.data)
+    if isinstance(payload, StatementIssued):
+        rendered = renderer.render_statement(payload, party, envelope.id, attached=key.channel == "email")
+        attachments: tuple[Attachment, ...] = ()
+        if key.channel == "email":
+            attachments = (Attachment(payload.attachment_name, payload.pdf_url, payload.link_expires),)
+        return Delivery(key, party, rendered, _about(envelope), attachments)
     assert isinstance(payload, CommissionEvent | DonationCredited), key
-    rendered = renderer.render_event(envelope.kind, payload, introducer, envelope.id, envelope.ledgerposition)
-    return Delivery(key, introducer, rendered, _about(envelope))
+    rendered = renderer.render_event(envelope.kind, payload, party, envelope.id, envelope.ledgerposition)
+    return Delivery(key, party, rendered, _about(envelope))
 
 
 def _about(envelope: LedgerEnvelope) -> dict[str, Any]:

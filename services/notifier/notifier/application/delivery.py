@@ -8,11 +8,18 @@ sent journal on the spot (microseconds, no store, no lock), then the store recor
 (the message is acked only after that). After the last attempt the alert is recorded
 ``failed`` and a notice is published to ``notifier.failed``. One delivery per alert at a
 time in a process.
+
+An e-mail that carries an attachment (a statement's PDF) fetches it at each attempt that
+does not have it yet, before taking a sending slot: a fetch that fails is that attempt's
+failure (retried with the back-off, or permanent: a refused link, a 4xx other than
+408/425/429, a link past its expiry). Once fetched, the file is kept for the round's
+later attempts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -25,6 +32,7 @@ from notifier.application.ports import (
     AcceptedAlert,
     AlertRecord,
     AlertStore,
+    AttachmentFetcher,
     Clock,
     Delivery,
     FailureNotice,
@@ -38,6 +46,7 @@ from notifier.application.ports import (
 from notifier.application.render import Renderer
 from notifier.domain.backoff import RetryPolicy
 from notifier.domain.events import AlertKey, Channel
+from notifier.domain.statements import STATEMENT_KIND
 
 __all__ = ["Deliverer", "failure_msg_id", "record_accepted"]
 
@@ -96,6 +105,7 @@ class Deliverer:
         send_concurrency: int,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        fetcher: AttachmentFetcher | None = None,
     ) -> None:
         assert 1 <= send_concurrency <= 1000, send_concurrency
         self.store = store
@@ -109,6 +119,7 @@ class Deliverer:
         self._run = run
         self._render = render
         self._sleep = sleep
+        self._fetcher = fetcher
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._slots = {channel: asyncio.Semaphore(send_concurrency) for channel in self.senders}
         self._inflight: dict[AlertKey, asyncio.Future[None]] = {}
@@ -185,7 +196,9 @@ class Deliverer:
         await self._run(self.store.record_sent, record.key, accepted.attempts, accepted.at)
         self.journal.settled(record.key)
         self.observer.sent(record.key.channel)
-        log.info("alert sent", alert=str(record.key), introducer=record.recipient, attempts=accepted.attempts)
+        if record.kind == STATEMENT_KIND:
+            self.observer.statement_sent(record.party[0], record.key.channel)
+        log.info("alert sent", alert=str(record.key), party=record.recipient, attempts=accepted.attempts)
 
     async def _attempt_round(
         self, record: AlertRecord, delivery: Delivery
@@ -199,6 +212,7 @@ class Deliverer:
         for attempt in range(1, self.policy.max_attempts + 1):
             on_accepted = _Acceptance(self.journal, self.clock, record.key, record.attempts + attempt)
             try:
+                delivery = await self._with_attachments(delivery)
                 async with self._slots[channel]:
                     started = time.perf_counter()
                     try:
@@ -216,7 +230,7 @@ class Deliverer:
             log.warning(
                 "send attempt failed",
                 alert=str(record.key),
-                introducer=record.recipient,
+                party=record.recipient,
                 attempt=attempt,
                 of=self.policy.max_attempts,
                 reason=failure.reason,
@@ -229,15 +243,38 @@ class Deliverer:
             await self._sleep(self.policy.delay(attempt, self._rng.random()))
         raise AssertionError("unreachable: the last attempt returns")
 
+    async def _with_attachments(self, delivery: Delivery) -> Delivery:
+        """``delivery`` with every attachment fetched (those fetched before are kept)."""
+        if delivery.fetched:
+            return delivery
+        now = self.clock()
+        attachments = []
+        for attachment in delivery.attachments:
+            if attachment.content is None:
+                if attachment.expires is not None and now >= attachment.expires:
+                    raise SendFailure(
+                        "link_expired",
+                        f"{attachment.filename}: the link expired at {attachment.expires.isoformat()}",
+                        permanent=True,
+                    )
+                if self._fetcher is None:
+                    raise SendFailure("attachment", "no attachment fetcher configured", permanent=True)
+                content = await self._fetcher.fetch(attachment.url)
+                attachment = dataclasses.replace(attachment, content=content)  # noqa: PLW2901
+            attachments.append(attachment)
+        return dataclasses.replace(delivery, attachments=tuple(attachments))
+
     async def _fail(self, record: AlertRecord, attempts: int, failure: SendFailure) -> None:
         failures = await self._run(
             self.store.record_failed, record.key, attempts, failure.reason, failure.detail, self.clock()
         )
         self.observer.failed(record.key.channel, failure.reason)
+        if record.kind == STATEMENT_KIND:
+            self.observer.statement_failed(record.party[0], record.key.channel)
         log.error(
             "alert failed after its attempts",
             alert=str(record.key),
-            introducer=record.recipient,
+            party=record.recipient,
             attempts=attempts,
             reason=failure.reason,
         )
@@ -246,10 +283,13 @@ class Deliverer:
         await self._publish_failure(updated)
 
     async def _publish_failure(self, record: AlertRecord) -> None:
+        party_kind, party_id = record.party
         notice = FailureNotice(
             event_id=record.key.alert_id,
             channel=record.key.channel,
-            introducer_id=record.recipient,
+            introducer_id=party_id if party_kind == "introducer" else None,
+            party_kind=party_kind,
+            party_id=party_id,
             reason=record.last_reason or "unknown",
             detail=record.last_detail or "",
             attempts=record.attempts,

@@ -12,15 +12,25 @@ currency (JPY none, CHF and EUR two).
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Sequence
+from datetime import date, datetime
 from decimal import Decimal
 
 from babel.dates import format_date
+from babel.dates import format_time as babel_time
 from babel.numbers import format_currency, format_percent
 
 from notifier.domain.events import Language
 
-__all__ = ["format_day", "format_money", "format_rate", "money_locale"]
+__all__ = [
+    "format_day",
+    "format_money",
+    "format_month",
+    "format_rate",
+    "format_time",
+    "money_locale",
+    "text_table",
+]
 
 _SWISS_PATTERN = "¤\u00a0#,##0.00;¤\u00a0-#,##0.00"
 _TEXT_LOCALE: dict[Language, str] = {"fr": "fr_CH", "en": "en_GB"}
@@ -48,3 +58,30 @@ def format_rate(rate: Decimal, language: Language) -> str:
 def format_day(day: date, language: Language) -> str:
     """``11 mars 2025`` / ``11 March 2025``."""
     return format_date(day, format="long", locale=_TEXT_LOCALE[language])
+
+
+def format_month(period: str, language: Language) -> str:
+    """``mars 2025`` / ``March 2025`` for ``2025-03``."""
+    year, month = (int(part) for part in period.split("-"))
+    return format_date(date(year, month, 1), format="LLLL y", locale=_TEXT_LOCALE[language])
+
+
+def format_time(moment: datetime, language: Language) -> str:
+    """``14:05`` (24-hour clock in both languages)."""
+    return babel_time(moment, format="HH:mm", locale=_TEXT_LOCALE[language])
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: int = 2) -> str:
+    """Rows as aligned plain-text columns: the first column left-aligned, the others (amounts)
+    right-aligned, two spaces apart; ``header`` is a row above them (its first cell may be
+    empty). Only layout: the words come from the templates."""
+    table = [list(header), *(list(row) for row in rows)]
+    width = max(len(row) for row in table)
+    for row in table:
+        row.extend([""] * (width - len(row)))
+    widths = [max(len(row[i]) for row in table) for i in range(width)]
+    lines = []
+    for row in table:
+        cells = [row[0].ljust(widths[0])] + [row[i].rjust(widths[i]) for i in range(1, width)]
+        lines.append((" " * indent + "  ".join(cells)).rstrip())
+    return "\n".join(lines)

@@ -1,10 +1,11 @@
 """Ingest: record a ledger event in the store and say which alerts to send now.
 
-One store transaction per event: a registration fills the directory and releases the
-events that waited for it; an event for a known introducer gets one alert per usable
-channel (``pending``, or ``queued`` for the daily digest); an event for an unknown
-introducer waits in the store. Nothing is sent here. Re-ingesting an event (redelivery,
-re-publication with the same id) changes nothing and returns only what is still unsettled.
+One store transaction per event: a registration (introducer, client or adviser) fills the
+directory and releases the events that waited for it; an event for a known party gets one
+alert per usable channel (``pending``, or ``queued`` for an introducer's daily digest;
+statements are never digested); an event for a party not in the directory yet waits in the
+store. Nothing is sent here. Re-ingesting an event (redelivery, re-publication with the same
+id) changes nothing and returns only what is still unsettled.
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ from pydantic import ValidationError
 
 from notifier.application.digests import DigestPolicy
 from notifier.application.ports import AlertStore, Clock, Observer, Runner
-from notifier.domain.events import AlertKey, Channel, Introducer, LedgerEnvelope, parse_payload
+from notifier.domain.events import (
+    DIGESTIBLE_KINDS,
+    REGISTRATION_KINDS,
+    AdviserRegistered,
+    AlertKey,
+    Channel,
+    ClientRegistered,
+    Introducer,
+    LedgerEnvelope,
+    Party,
+    parse_payload,
+)
 from notifier.domain.routing import channels_for, recipient_of
 
 __all__ = ["Ingestor"]
@@ -56,7 +68,9 @@ class Ingestor:
             if known is not None:
                 work = store.open_alerts_of_event(envelope.id)
                 if known.state == "directory":
-                    work += store.open_alerts_of_recipient(str(envelope.data.get("introducer_id", "")))
+                    registered = known.recipient or _registered_key(envelope)
+                    if registered:
+                        work += store.open_alerts_of_recipient(registered)
                 return sorted(set(work))
             try:
                 payload = parse_payload(envelope.kind, envelope.data)
@@ -69,59 +83,71 @@ class Ingestor:
                     errors=exc.errors(include_url=False, include_context=False, include_input=False)[:5],
                 )
                 return []
-            if isinstance(payload, Introducer):
-                return self._register(envelope, payload, now)
+            if isinstance(payload, Introducer | ClientRegistered | AdviserRegistered):
+                return self._register(envelope, payload.party(), now)
             recipient = None if payload is None else recipient_of(envelope.kind, payload)
             if recipient is None:
                 store.add_event(envelope, None, "ignored", now)
                 self.observer.event(envelope.kind, "ignored")
                 return []
-            introducer = store.introducer(recipient)
-            if introducer is None:
+            party = store.party(recipient)
+            if party is None:
                 store.add_event(envelope, recipient, "waiting", now)
                 self.observer.event(envelope.kind, "waiting")
-                log.info(
-                    "introducer not registered yet; event kept", event_id=envelope.id, introducer=recipient
-                )
+                log.info("party not registered yet; event kept", event_id=envelope.id, party=recipient)
                 return []
             store.add_event(envelope, recipient, "routed", now)
-            return self._route(envelope, introducer, now)
+            return self._route(envelope, party, now)
 
-    def _register(self, envelope: LedgerEnvelope, introducer: Introducer, now: datetime) -> list[AlertKey]:
+    def _register(self, envelope: LedgerEnvelope, party: Party, now: datetime) -> list[AlertKey]:
         store = self.store
-        store.add_event(envelope, None, "directory", now)
+        store.add_event(envelope, party.key, "directory", now)
         self.observer.event(envelope.kind, "directory")
-        if not store.add_introducer(introducer, envelope.id, now):
+        if not store.add_party(party, envelope.id, now):
             log.warning(
-                "introducer registered again; the first registration stands",
-                introducer=introducer.introducer_id,
-                event_id=envelope.id,
+                "party registered again; the first registration stands", party=party.key, event_id=envelope.id
             )
-        current = store.introducer(introducer.introducer_id)
+        current = store.party(party.key)
         assert current is not None
-        released = store.waiting_events(current.introducer_id)
+        released = store.waiting_events(current.key)
         for waiting in released:
             self._route(waiting, current, now)
         if released:
-            log.info(
-                "events released by a registration", introducer=current.introducer_id, events=len(released)
-            )
-        return store.open_alerts_of_recipient(current.introducer_id)
+            log.info("events released by a registration", party=current.key, events=len(released))
+        return store.open_alerts_of_recipient(current.key)
 
-    def _route(self, envelope: LedgerEnvelope, introducer: Introducer, now: datetime) -> list[AlertKey]:
-        channels = channels_for(introducer, self.channels)
+    def _route(self, envelope: LedgerEnvelope, party: Party, now: datetime) -> list[AlertKey]:
+        channels = channels_for(party, self.channels)
         if not channels:
             self.store.set_event_state(envelope.id, "no_channel")
             self.observer.event(envelope.kind, "no_channel")
             return []
         self.store.set_event_state(envelope.id, "routed")
         self.observer.event(envelope.kind, "routed")
-        digest = self.digest.applies(introducer.introducer_id)
+        digest = (
+            envelope.kind in DIGESTIBLE_KINDS
+            and party.kind == "introducer"
+            and self.digest.applies(party.party_id)
+        )
         work: list[AlertKey] = []
         for channel in channels:
             key = AlertKey(envelope.id, channel)
             if digest:
-                self.store.add_alert(key, introducer.introducer_id, "queued", self.digest.local_day(now), now)
-            elif self.store.add_alert(key, introducer.introducer_id, "pending", None, now):
+                self.store.add_alert(key, party.key, "queued", self.digest.local_day(now), now)
+            elif self.store.add_alert(key, party.key, "pending", None, now):
                 work.append(key)
         return work
+
+
+def _registered_key(envelope: LedgerEnvelope) -> str | None:
+    """The directory key a stored registration filled (stores written before registrations
+    recorded it on the event)."""
+    if envelope.kind not in REGISTRATION_KINDS:
+        return None
+    try:
+        payload = parse_payload(envelope.kind, envelope.data)
+    except ValidationError:
+        return None
+    if isinstance(payload, Introducer | ClientRegistered | AdviserRegistered):
+        return payload.party().key
+    return None

@@ -14,7 +14,12 @@ ALERT_TYPE = "coop.notifier.alert.v1"
 
 
 def webhook_body(delivery: Delivery) -> bytes:
-    """The exact bytes POSTed (and signed)."""
+    """The exact bytes POSTed (and signed). ``data`` says who (``party_kind``, ``party_id``,
+    and ``introducer_id`` for an introducer, as before other parties were told anything)."""
+    party = delivery.party
+    who: dict[str, str] = {"party_kind": party.kind, "party_id": party.party_id}
+    if party.kind == "introducer":
+        who["introducer_id"] = party.party_id
     return orjson.dumps(
         {
             "specversion": "1.0",
@@ -24,7 +29,7 @@ def webhook_body(delivery: Delivery) -> bytes:
             "subject": str(delivery.about.get("kind", "")),
             "datacontenttype": "application/json",
             "data": {
-                "introducer_id": delivery.introducer.introducer_id,
+                **who,
                 "language": delivery.rendered.language,
                 "subject": delivery.rendered.subject,
                 "text": delivery.rendered.text,

@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from notifier.application.render import Rendered
-from notifier.domain.events import AlertKey, Channel, Introducer, LedgerEnvelope
+from notifier.domain.events import AlertKey, Channel, LedgerEnvelope, Party, PartyKind, party_of_key
 
 __all__ = [
     "Accepted",
@@ -19,6 +19,8 @@ __all__ = [
     "AlertRecord",
     "AlertStatus",
     "AlertStore",
+    "Attachment",
+    "AttachmentFetcher",
     "Clock",
     "Delivery",
     "EventState",
@@ -29,6 +31,7 @@ __all__ = [
     "SendFailure",
     "Sender",
     "SentJournal",
+    "StatementBacklog",
     "StoredEvent",
 ]
 
@@ -47,8 +50,8 @@ class Runner(Protocol):
 #: (the digest's own record says whether it was sent); sent; failed (every attempt of a
 #: round failed); resending: claimed by ``notifier resend-failed``.
 AlertStatus = Literal["pending", "queued", "digested", "sent", "failed", "resending"]
-#: routed: has alerts; waiting: its introducer is not in the directory yet; ignored: tells
-#: nobody; no_channel: its introducer has no usable channel; directory: a registration;
+#: routed: has alerts; waiting: its party is not in the directory yet; ignored: tells
+#: nobody; no_channel: its party has no usable channel; directory: a registration;
 #: invalid: a relevant kind whose data did not validate.
 EventState = Literal["routed", "waiting", "ignored", "no_channel", "directory", "invalid"]
 
@@ -65,15 +68,44 @@ class SendFailure(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file an e-mail carries, fetched at send time from ``url`` (a link the ledger
+    published, valid until ``expires``); ``content`` once fetched."""
+
+    filename: str
+    url: str
+    expires: datetime | None = None
+    content_type: str = "application/pdf"
+    content: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
-    """One alert to one introducer on one channel, rendered."""
+    """One alert to one party on one channel, rendered."""
 
     key: AlertKey
-    introducer: Introducer
+    party: Party
     rendered: Rendered
     #: what the alert is about: the ledger event (``kind``, ``ledger_position``, ``data``)
     #: or the digest's events; the webhook body carries it as is.
     about: dict[str, Any]
+    #: files to attach (e-mail only: a statement's PDF); fetched before each attempt that
+    #: does not have them yet.
+    attachments: tuple[Attachment, ...] = ()
+
+    @property
+    def fetched(self) -> bool:
+        return all(a.content is not None for a in self.attachments)
+
+
+class AttachmentFetcher(Protocol):
+    """Fetches an attachment from a link the ledger published. Raises :class:`SendFailure`
+    (``permanent`` for a refused URL or a 4xx other than 408/425/429): a failure of the
+    attempt, retried with the channel's back-off."""
+
+    async def fetch(self, url: str) -> bytes: ...
+
+    async def close(self) -> None: ...
 
 
 #: Called by a sender the instant the far end accepted an alert (see :class:`Sender`).
@@ -119,13 +151,17 @@ class SentJournal(Protocol):
 
 
 class FailureNotice(BaseModel):
-    """What goes to ``notifier.failed`` after the last attempt."""
+    """What goes to ``notifier.failed`` after the last attempt. ``introducer_id`` is the
+    party's id when it is an introducer (as before clients and advisers were told
+    anything), None otherwise; ``party_kind`` and ``party_id`` say who, always."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     event_id: str
     channel: Channel
-    introducer_id: str
+    introducer_id: str | None
+    party_kind: PartyKind
+    party_id: str
     reason: str
     detail: str
     attempts: int
@@ -152,6 +188,21 @@ class Observer(Protocol):
 
     def event(self, kind: str, state: str) -> None: ...
 
+    def statement_sent(self, party_kind: PartyKind, channel: Channel) -> None: ...
+
+    def statement_failed(self, party_kind: PartyKind, channel: Channel) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StatementBacklog:
+    """Statements not delivered yet, per party kind: alerts not sent (``pending``,
+    ``resending`` or ``failed``), the oldest one's creation, and statements waiting for
+    their party's registration."""
+
+    unsettled: dict[PartyKind, int]
+    oldest_unsettled: datetime | None
+    waiting: dict[PartyKind, int]
+
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
@@ -172,6 +223,13 @@ class AlertRecord:
     failure_published: bool
     last_reason: str | None
     last_detail: str | None
+    #: the kind of the ledger event the alert is about (None for a digest)
+    kind: str | None = None
+
+    @property
+    def party(self) -> tuple[PartyKind, str]:
+        """``(kind, id)`` of the party told."""
+        return party_of_key(self.recipient)
 
 
 class AlertStore(Protocol):
@@ -194,9 +252,13 @@ class AlertStore(Protocol):
 
     def waiting_events(self, recipient: str) -> Sequence[LedgerEnvelope]: ...
 
-    def introducer(self, introducer_id: str) -> Introducer | None: ...
+    def party(self, key: str) -> Party | None:
+        """The directory entry of ``key`` (:func:`notifier.domain.events.party_key`)."""
+        ...
 
-    def add_introducer(self, introducer: Introducer, event_id: str, at: datetime) -> bool: ...
+    def add_party(self, party: Party, event_id: str, at: datetime) -> bool:
+        """Add a directory entry; False (nothing changed) when the party is there already."""
+        ...
 
     # alerts
     def add_alert(
@@ -231,3 +293,5 @@ class AlertStore(Protocol):
     def pending_digests(self) -> list[AlertKey]: ...
 
     def counts(self) -> dict[str, int]: ...
+
+    def statement_backlog(self) -> StatementBacklog: ...

@@ -4,30 +4,41 @@ A template defines two blocks: ``subject`` (one line) and ``body`` (plain text).
 templates own every word; Python hands them the typed event and the formatting functions
 of :mod:`notifier.application.formatting` bound to the reader's language. An event that
 is a correction (:func:`notifier.domain.routing.correction_of`: a void took a commission
-back) is rendered with ``<kind>.correction.txt.j2`` instead of ``<kind>.txt.j2``.
+back) is rendered with ``<kind>.correction.txt.j2`` instead of ``<kind>.txt.j2``. A month's
+statement (``statement.issued``) is rendered with ``statement.issued.<party kind>.txt.j2``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from notifier.application.formatting import format_day, format_money, format_rate
-from notifier.domain.events import Balance, CommissionEvent, DonationCredited, Introducer, Language
+from notifier.application.formatting import (
+    format_day,
+    format_money,
+    format_month,
+    format_rate,
+    format_time,
+    text_table,
+)
+from notifier.domain.events import Balance, CommissionEvent, DonationCredited, Language, Party
 from notifier.domain.routing import correction_of
+from notifier.domain.statements import StatementIssued
 
 __all__ = ["TEMPLATES", "DigestItem", "Rendered", "Renderer", "closing_balances"]
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 MAX_SUBJECT_CHARS = 200
-MAX_TEXT_CHARS = 200_000
+#: A month's statement may list many lines (an adviser's invoices): the bound is generous.
+MAX_TEXT_CHARS = 1_000_000
 #: Line breaks and ordinary spaces (no-break spaces inside amounts are kept).
 _SPACES = re.compile(r"[ \t\r\n\v\f\x1c-\x1f\x85\u2028\u2029]+")
 
@@ -67,10 +78,22 @@ def closing_balances(items: Sequence[DigestItem]) -> dict[str, Balance]:
     return {currency: latest[currency][1] for currency in sorted(latest)}
 
 
+def _no_blank_runs(lines: Iterable[str]) -> Iterator[str]:
+    """The lines with at most one blank line in a row (optional sections of a template each
+    open with a blank line, whatever came before them)."""
+    blank = False
+    for line in lines:
+        if line or not blank:
+            yield line
+        blank = not line
+
+
 class Renderer:
     """Renders alerts in French (default) or English."""
 
-    def __init__(self, directory: Path = TEMPLATES) -> None:
+    def __init__(self, directory: Path = TEMPLATES, zone: ZoneInfo | None = None) -> None:
+        #: the time zone in which times (a link's expiry) are written
+        self.zone = zone or ZoneInfo("Europe/Zurich")
         self._env = Environment(
             loader=FileSystemLoader(directory),
             autoescape=select_autoescape(("html", "xml"), default_for_string=False, default=False),
@@ -92,7 +115,7 @@ class Renderer:
         self,
         kind: str,
         payload: CommissionEvent | DonationCredited,
-        introducer: Introducer,
+        introducer: Party,
         event_id: str,
         position: int,
     ) -> Rendered:
@@ -109,8 +132,25 @@ class Renderer:
         name = f"{kind}.correction" if correction is not None else kind
         return self._render(f"{language}/{name}.txt.j2", context, language)
 
+    def render_statement(
+        self, event: StatementIssued, party: Party, event_id: str, *, attached: bool = True
+    ) -> Rendered:
+        """A month's statement to its party (introducer, client or adviser); ``attached``:
+        the message carries the PDF (e-mail), or only the links (webhook)."""
+        language = party.language
+        context: dict[str, Any] = {
+            **self._helpers(language),
+            "e": event,
+            "s": event.statement,
+            "party": party,
+            "event_id": event_id,
+            "name": event.statement.name,
+            "attached": attached,
+        }
+        return self._render(f"{language}/statement.issued.{event.party_kind}.txt.j2", context, language)
+
     def render_digest(
-        self, items: Sequence[DigestItem], introducer: Introducer, day: date, digest_id: str
+        self, items: Sequence[DigestItem], introducer: Party, day: date, digest_id: str
     ) -> Rendered:
         assert items, "an empty digest is never sent"
         language = introducer.language
@@ -130,13 +170,12 @@ class Renderer:
         subject = "".join(template.blocks["subject"](template.new_context(context)))
         text = "".join(template.blocks["body"](template.new_context(context)))
         subject = _SPACES.sub(" ", subject).strip()[:MAX_SUBJECT_CHARS]
-        text = "\n".join(line.rstrip() for line in text.strip().splitlines()) + "\n"
+        text = "\n".join(_no_blank_runs(line.rstrip() for line in text.strip().splitlines())) + "\n"
         assert subject, name
         assert len(text) <= MAX_TEXT_CHARS, (name, len(text))
         return Rendered(subject=subject, text=text, language=language)
 
-    @staticmethod
-    def _helpers(language: Language) -> dict[str, Any]:
+    def _helpers(self, language: Language) -> dict[str, Any]:
         def money(amount: Decimal, currency: str) -> str:
             return format_money(amount, currency, language)
 
@@ -150,4 +189,25 @@ class Renderer:
             """The last day of a half-open window [start, end)."""
             return window_end - timedelta(days=1)
 
-        return {"money": money, "rate": rate, "day": day, "last_day": last_day, "language": language}
+        def month(period: str) -> str:
+            """``mars 2025`` for ``2025-03``."""
+            return format_month(period, language)
+
+        def local_day(moment: datetime) -> str:
+            return format_day(moment.astimezone(self.zone).date(), language)
+
+        def local_time(moment: datetime) -> str:
+            return format_time(moment.astimezone(self.zone), language)
+
+        return {
+            "money": money,
+            "rate": rate,
+            "day": day,
+            "last_day": last_day,
+            "month": month,
+            "local_day": local_day,
+            "local_time": local_time,
+            "zone": self.zone.key,
+            "table": text_table,
+            "language": language,
+        }

@@ -8,53 +8,73 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag
+
+from notifier.domain.statements import STATEMENT_KIND, StatementIssued
+from notifier.domain.values import Channel, Id, InModel, Language, Money, PartyKind
 
 __all__ = [
     "ALERT_KINDS",
     "COOPERATIVE",
+    "DIGESTIBLE_KINDS",
     "KIND_PREFIX",
     "KNOWN_KINDS",
     "MAX_EVENT_BYTES",
+    "MAX_STATEMENT_BYTES",
+    "PARTY_KINDS",
+    "REGISTRATION_KINDS",
+    "AdviserRegistered",
     "AlertKey",
     "Balance",
     "Channel",
+    "ClientRegistered",
     "CommissionEvent",
     "DonationCredited",
     "Introducer",
     "Language",
     "LedgerEnvelope",
     "OtherCause",
+    "Party",
+    "PartyKind",
     "Payload",
+    "Registration",
     "VoidCause",
     "parse_payload",
+    "party_key",
+    "party_of_key",
 ]
 
-Language = Literal["fr", "en"]
-Channel = Literal["email", "webhook"]
 COOPERATIVE = "cooperative"
 KIND_PREFIX = "coop.ledger.out."
+#: The largest ledger event read, but for a statement (a party's month, which may list many
+#: lines): larger messages are logged and skipped.
 MAX_EVENT_BYTES = 64 * 1024
+#: The largest ``statement.issued`` read (NATS's default maximum payload).
+MAX_STATEMENT_BYTES = 1024 * 1024
 COMMISSION_KINDS = frozenset({"commission.accrued", "commission.adjusted", "commission.payable"})
+#: Events that alert an introducer about a commission or a donation.
 ALERT_KINDS = COMMISSION_KINDS | {"donation.credited"}
+#: Events a daily digest may gather (statements never are: each is sent as it comes).
+DIGESTIBLE_KINDS = ALERT_KINDS
+REGISTRATION_KINDS = frozenset({"introducer.registered", "client.registered", "adviser.registered"})
+PARTY_KINDS: tuple[PartyKind, ...] = ("introducer", "client", "adviser")
 #: Kinds the ledger publishes (a bounded set, used as a metric label; others count as "other").
-KNOWN_KINDS = ALERT_KINDS | {
-    "introducer.registered",
-    "rebate.owed",
-    "rebate.passed_through",
-    "fact.voided",
-    "audit.checkpoint",
-}
+KNOWN_KINDS = (
+    ALERT_KINDS
+    | REGISTRATION_KINDS
+    | {
+        STATEMENT_KIND,
+        "rebate.owed",
+        "rebate.passed_through",
+        "fact.voided",
+        "period.closed",
+        "audit.checkpoint",
+    }
+)
 
-Money = Annotated[Decimal, Field(allow_inf_nan=False, max_digits=24)]
-Id = Annotated[str, Field(min_length=1, max_length=256)]
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+_In = InModel
 
 
 class LedgerEnvelope(_In):
@@ -73,14 +93,83 @@ class LedgerEnvelope(_In):
         return self.type.removeprefix(KIND_PREFIX).rsplit(".v", 1)[0]
 
 
-class Introducer(_In):
-    """A directory entry, from ``introducer.registered``."""
+def party_key(kind: PartyKind, party_id: str) -> str:
+    """The directory key (the recipient of an alert): an introducer's id as is (as before
+    clients and advisers had a directory), ``client/<id>`` and ``adviser/<id>`` otherwise.
+    Ledger ids never hold ``/``, so no two parties share a key."""
+    return party_id if kind == "introducer" else f"{kind}/{party_id}"
 
-    introducer_id: Id
+
+def party_of_key(key: str) -> tuple[PartyKind, str]:
+    """``(kind, id)`` of a directory key (the inverse of :func:`party_key`)."""
+    kind, sep, party_id = key.partition("/")
+    if sep and kind == "client":
+        return "client", party_id
+    if sep and kind == "adviser":
+        return "adviser", party_id
+    return "introducer", key
+
+
+class Party(_In):
+    """A directory entry: someone the notifier can tell something, with how to reach them."""
+
+    kind: PartyKind
+    party_id: Id
     display_name: str = Field(min_length=1, max_length=256)
     email: str | None = Field(default=None, max_length=320)
     webhook_url: str | None = Field(default=None, max_length=2048)
     language: Language = "fr"
+
+    @property
+    def key(self) -> str:
+        return party_key(self.kind, self.party_id)
+
+
+class _Contact(_In):
+    display_name: str = Field(min_length=1, max_length=256)
+    email: str | None = Field(default=None, max_length=320)
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    language: Language = "fr"
+
+    def _party(self, kind: PartyKind, party_id: str) -> Party:
+        return Party(
+            kind=kind,
+            party_id=party_id,
+            display_name=self.display_name,
+            email=self.email,
+            webhook_url=self.webhook_url,
+            language=self.language,
+        )
+
+
+class Introducer(_Contact):
+    """``introducer.registered``: an introducer's contact details."""
+
+    introducer_id: Id
+
+    def party(self) -> Party:
+        return self._party("introducer", self.introducer_id)
+
+
+class ClientRegistered(_Contact):
+    """``client.registered``: a client's contact details (for its monthly statements)."""
+
+    client_id: Id
+
+    def party(self) -> Party:
+        return self._party("client", self.client_id)
+
+
+class AdviserRegistered(_Contact):
+    """``adviser.registered``: an adviser's contact details (for its monthly statements)."""
+
+    adviser_id: Id
+
+    def party(self) -> Party:
+        return self._party("adviser", self.adviser_id)
+
+
+Registration = Introducer | ClientRegistered | AdviserRegistered
 
 
 class Balance(_In):
@@ -164,19 +253,31 @@ class DonationCredited(_In):
     cause: Cause | None = None
 
 
-Payload = CommissionEvent | DonationCredited | Introducer
+Payload = CommissionEvent | DonationCredited | StatementIssued | Registration
+
+_REGISTRATIONS: dict[str, type[Registration]] = {
+    "introducer.registered": Introducer,
+    "client.registered": ClientRegistered,
+    "adviser.registered": AdviserRegistered,
+}
 
 
 def parse_payload(kind: str, data: dict[str, Any]) -> Payload | None:
     """The typed payload of an event the notifier cares about; None for other kinds
-    (``fact.voided``, rebates, checkpoints: nobody is alerted by them).
+    (``fact.voided``, rebates, closes, checkpoints: nobody is alerted by them) and for the
+    cooperative's own statement (it reads it on the ledger).
     Raises ``pydantic.ValidationError`` when a relevant event is malformed."""
     if kind in COMMISSION_KINDS:
         return CommissionEvent.model_validate(data)
     if kind == "donation.credited":
         return DonationCredited.model_validate(data)
-    if kind == "introducer.registered":
-        return Introducer.model_validate(data)
+    if kind == STATEMENT_KIND:
+        if data.get("party_kind") == COOPERATIVE:
+            return None
+        return StatementIssued.model_validate(data)
+    registration = _REGISTRATIONS.get(kind)
+    if registration is not None:
+        return registration.model_validate(data)
     return None
 
 

@@ -9,10 +9,12 @@ from notifier.domain.events import (
     Channel,
     CommissionEvent,
     DonationCredited,
-    Introducer,
+    Party,
     Payload,
     VoidCause,
+    party_key,
 )
+from notifier.domain.statements import StatementIssued, has_figures
 
 __all__ = ["channels_for", "correction_of", "recipient_of"]
 
@@ -55,15 +57,20 @@ def _payable_of_a_line_taken_back(kind: str, payload: CommissionEvent) -> bool:
 
 
 def recipient_of(kind: str, payload: Payload) -> str | None:
-    """The introducer to alert about an event, or None when nobody is to be told.
+    """The directory key of the party to alert about an event (see
+    :func:`notifier.domain.events.party_key`), or None when nobody is to be told.
 
-    - ``commission.*`` goes to the beneficiary. A line credited to the cooperative (its
-      introducer is a donor) is told to the donor by ``donation.credited`` instead, once.
+    - ``commission.*`` goes to the beneficiary (an introducer). A line credited to the
+      cooperative (its introducer is a donor) is told to the donor by ``donation.credited``
+      instead, once.
     - A new commission of zero (a rate-0 period kept for the audit trail) and a payable
       change of zero tell nothing.
     - A void that takes a commission line back tells its beneficiary once, by the line's
       ``commission.adjusted`` correction: the payable withdrawn with it tells nothing more.
     - ``donation.credited`` goes to the donor.
+    - ``statement.issued`` goes to its party (introducer, client or adviser), unless the
+      month shows nothing for it (the ledger publishes none then; should one come, it tells
+      nothing).
     """
     if isinstance(payload, CommissionEvent):
         silent = (
@@ -75,14 +82,18 @@ def recipient_of(kind: str, payload: Payload) -> str | None:
         return None if silent else payload.beneficiary_id
     if isinstance(payload, DonationCredited):
         return payload.donor_id if payload.amount != 0 else None
+    if isinstance(payload, StatementIssued):
+        if not has_figures(payload.statement):
+            return None
+        return party_key(payload.party_kind, payload.party_id)
     return None
 
 
-def channels_for(introducer: Introducer, enabled: Collection[Channel]) -> list[Channel]:
-    """E-mail if the introducer has an address, webhook if a URL, each when enabled."""
+def channels_for(party: Party, enabled: Collection[Channel]) -> list[Channel]:
+    """E-mail if the party has an address, webhook if a URL, each when enabled."""
     out: list[Channel] = []
-    if introducer.email and "email" in enabled:
+    if party.email and "email" in enabled:
         out.append("email")
-    if introducer.webhook_url and "webhook" in enabled:
+    if party.webhook_url and "webhook" in enabled:
         out.append("webhook")
     return out

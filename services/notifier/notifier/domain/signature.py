@@ -1,11 +1,12 @@
 """Webhook signatures: HMAC-SHA256 over ``timestamp + "." + body``.
 
-Header ``X-Coop-Signature: t=<unix seconds>,v1=<hex digest>``. Each introducer's key is
-derived from the notifier's master secret (:func:`introducer_secret`), so one introducer
-cannot forge alerts to another. A receiver checks with :func:`verify_signature`, which
-refuses a changed body or timestamp, and a timestamp older (or newer) than the tolerance;
-within the tolerance, the ``id`` of the body (also header ``X-Coop-Alert-Id``) lets the
-receiver drop a replay it has already seen.
+Header ``X-Coop-Signature: t=<unix seconds>,v1=<hex digest>``. Each party's key is
+derived from the notifier's master secret (an introducer's by :func:`introducer_secret`, a
+client's or an adviser's by :func:`party_secret`), so one party cannot forge alerts to
+another. A receiver checks with :func:`verify_signature`, which refuses a changed body or
+timestamp, and a timestamp older (or newer) than the tolerance; within the tolerance, the
+``id`` of the body (also header ``X-Coop-Alert-Id``) lets the receiver drop a replay it has
+already seen.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "DEFAULT_TOLERANCE_S",
     "SIGNATURE_HEADER",
     "introducer_secret",
+    "party_secret",
     "sign",
     "signature_header",
     "verify_signature",
@@ -38,6 +40,18 @@ def introducer_secret(master: str | bytes, introducer_id: str) -> str:
     """The signing key of one introducer's webhooks (hex), given to that introducer."""
     return hmac.new(
         _key(master), b"coop-notifier-webhook:" + introducer_id.encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def party_secret(master: str | bytes, kind: str, party_id: str) -> str:
+    """The signing key of one party's webhooks (hex): an introducer's is
+    :func:`introducer_secret` (unchanged since introducers were the only parties); a client's
+    or an adviser's is derived from ``<kind>/<id>`` (ids never hold ``/``, so no two parties
+    share a key)."""
+    if kind == "introducer":
+        return introducer_secret(master, party_id)
+    return hmac.new(
+        _key(master), b"coop-notifier-webhook:" + f"{kind}/{party_id}".encode(), hashlib.sha256
     ).hexdigest()
 
 
