@@ -1,7 +1,8 @@
 """`notifier serve` end to end: worked examples published through a real `ledger serve` on a
 real nats-server reach a real SMTP server (aiosmtpd) and a real HTTP receiver, once each,
 in the introducer's language, through a SIGKILL, a re-publication, an SMTP outage and a
-webhook that never answers 2xx; a void (rules R8) gives one correction per commission line."""
+webhook that never answers 2xx; a void (rules R8) gives one correction per commission line;
+a payout tells the introducer paid once, through a SIGKILL and a re-publication."""
 
 from __future__ import annotations
 
@@ -18,11 +19,15 @@ import pytest
 from notifier.domain.signature import introducer_secret, verify_signature
 from tests.conftest import EXAMPLES, envelope
 from tests.notifier.support import (
+    PAYOUT_BANK_REF,
+    PAYOUT_E2E,
+    PAYOUT_RUN,
     HttpReceiver,
     NotifierProcess,
     SmtpSink,
     introducer_line,
     introduction_lines,
+    payout_lines,
 )
 from tests.support.jetstream import publish_raw, read_stream
 from tests.support.servers import LedgerProcess, NatsServer, free_port, run_cli, wait_for
@@ -35,6 +40,7 @@ MARIE = [
     "5:commission.accrued:2025-0920/intro-100",
     "6:commission.adjusted:2025-0920/intro-100",
     "7:commission.accrued:2026-0311/intro-100",
+    "9:payout.recorded:po-marie-1",
 ]
 MARIE_SUBJECTS = [
     f"Nouvelle commission : CHF{NBSP}240.00 sur la facture 2025-0311",
@@ -42,6 +48,7 @@ MARIE_SUBJECTS = [
     f"Nouvelle commission : CHF{NBSP}180.00 sur la facture 2025-0920",
     f"Commission ajustée : CHF{NBSP}150.00 sur la facture 2025-0920",
     f"Nouvelle commission : CHF{NBSP}50.00 sur la facture 2026-0311",
+    f"Versement enregistré : CHF{NBSP}200.00 sur vos commissions",
 ]
 
 VOID_REASON = "apport enregistré pour la mauvaise apporteuse"
@@ -180,14 +187,14 @@ def test_worked_examples_arrive_once_in_the_right_language(
     service = notifier(tmp_path, nats, sink.port).start()
     lines = example("01-standard-introduction") + example("03-donation-and-rebates") + extras(receiver)
     publish(nats, tmp_path, lines)
-    wait_for(lambda: len(sink.received()) >= 8 and len(receiver.received()) >= 4, 60, what="alerts")
+    wait_for(lambda: len(sink.received()) >= 9 and len(receiver.received()) >= 4, 60, what="alerts")
     wait_for(lambda: settled(nats.url, ledger_service, len(lines)), 60, what="every message acked")
     time.sleep(0.5)  # anything extra would show up now
 
     mails = sink.received()
     assert (
         sorted(m.rcpt_tos[0] for m in mails)
-        == ["john@example.org"] * 2 + ["late@example.org"] + ["marie@example.org"] * 5
+        == ["john@example.org"] * 2 + ["late@example.org"] + ["marie@example.org"] * 6
     )
     assert all(count == 1 for count in by_alert(mails).values())
     marie = sorted(
@@ -230,7 +237,7 @@ def test_worked_examples_arrive_once_in_the_right_language(
     (tmp_path / "received-webhook.json").write_text(
         json.dumps({"headers": kenji.headers, "body": kenji.body.decode()}, indent=2, ensure_ascii=False)
     )
-    assert service.metric("notifier_alerts_sent_total", {"channel": "email"}) == 8
+    assert service.metric("notifier_alerts_sent_total", {"channel": "email"}) == 9
     assert service.metric("notifier_alerts_sent_total", {"channel": "webhook"}) == 4
     assert service.metric("notifier_alerts_failed_total") == 0
     assert service.terminate() == 0
@@ -244,7 +251,9 @@ def test_republished_event_sends_nothing(
     lines = example("01-standard-introduction")
     publish(nats, tmp_path, lines)
     wait_for(
-        lambda: settled(nats.url, ledger_service, len(lines)) and len(sink.received()) == 5, 60, what="alerts"
+        lambda: settled(nats.url, ledger_service, len(lines)) and len(sink.received()) == len(MARIE),
+        60,
+        what="alerts",
     )
     msg_id, body = next((i, b) for i, b in read_stream(nats.url, "LEDGER_OUT") if i == MARIE[0])
     raw = json.dumps(body).encode()
@@ -253,7 +262,7 @@ def test_republished_event_sends_nothing(
     wait_for(lambda: settled(nats.url, ledger_service, len(lines)), 30, what="the copy acked")
     time.sleep(0.5)
     assert by_alert(sink.received()) == dict.fromkeys(MARIE, 1)
-    assert service.metric("notifier_alerts_sent_total") == 5
+    assert service.metric("notifier_alerts_sent_total") == len(MARIE)
 
 
 def test_sigkill_between_send_and_ack_sends_no_duplicate(
@@ -264,7 +273,7 @@ def test_sigkill_between_send_and_ack_sends_no_duplicate(
     service.start(NOTIFIER_ACK_DELAY_S="60")
     lines = example("01-standard-introduction")
     publish(nats, tmp_path, lines)
-    wait_for(lambda: len(sink.received()) == 5, 60, what="the five alerts")
+    wait_for(lambda: len(sink.received()) == len(MARIE), 60, what="int-marie's six alerts")
     wait_for(
         lambda: consumer(nats.url)[2] > 0 and consumer(nats.url)[0] == 0, 10, what="messages held unacked"
     )
@@ -298,11 +307,11 @@ def test_smtp_down_then_up_delivers_everything_once(
         wait_for(lambda: len(receiver.received("/hooks/john")) == 2, 60, what="webhooks while SMTP is down")
         assert consumer(nats.url)[2] > 0  # the e-mails' messages are held, not acked
         sink.start()
-        wait_for(lambda: len(sink.received()) >= 7, 60, what="e-mails after recovery")
+        wait_for(lambda: len(sink.received()) >= 8, 60, what="e-mails after recovery")
         wait_for(lambda: settled(nats.url, ledger_service, len(lines)), 60, what="every message acked")
         time.sleep(0.5)
         counts = by_alert(sink.received())
-        assert len(counts) == 7 and set(counts.values()) == {1}
+        assert len(counts) == 8 and set(counts.values()) == {1}
         assert service.metric("notifier_alerts_failed_total") == 0
     finally:
         sink.stop()
@@ -332,7 +341,7 @@ def test_failing_webhook_ends_on_notifier_failed_and_can_be_resent(
         ("int-broken", "webhook", "http_5xx", 3)
     }
     assert receiver.attempts["/hooks/broken"] == 6
-    assert len(receiver.received("/hooks/ok")) == 2 and len(sink.received()) == 5
+    assert len(receiver.received("/hooks/ok")) == 2 and len(sink.received()) == len(MARIE)
     assert service.metric("notifier_alerts_failed_total", {"channel": "webhook", "reason": "http_5xx"}) == 2
 
     receiver.status["/hooks/broken"] = 200
@@ -356,7 +365,7 @@ def test_voided_introduction_sends_one_correction_per_commission_line(
     lines = example("01-standard-introduction")
     publish(nats, tmp_path, lines)
     wait_for(
-        lambda: settled(nats.url, ledger_service, len(lines)) and len(sink.received()) == 5,
+        lambda: settled(nats.url, ledger_service, len(lines)) and len(sink.received()) == len(MARIE),
         60,
         what="example 01's alerts",
     )
@@ -376,7 +385,7 @@ def test_voided_introduction_sends_one_correction_per_commission_line(
     publish(nats, tmp_path, [void], name="void")
     # settled: every ledger.out message acked, so every alert it caused was sent before
     wait_for(lambda: settled(nats.url, ledger_service, len(lines) + 1), 60, what="the void's events acked")
-    corrections = sorted(sink.received()[5:], key=lambda m: m.alert_id)
+    corrections = sorted(sink.received()[len(MARIE) :], key=lambda m: m.alert_id)
     assert [m.alert_id for m in corrections] == MARIE_CORRECTIONS
     assert [m.subject for m in corrections] == [
         f"Correction : commission de CHF{NBSP}240.00 reprise sur la facture 2025-0311",
@@ -404,5 +413,51 @@ def test_voided_introduction_sends_one_correction_per_commission_line(
     wait_for(lambda: settled(nats.url, ledger_service, len(lines) + 1), 30, what="the copy acked")
     assert by_alert(sink.received()) == dict.fromkeys(MARIE + MARIE_CORRECTIONS, 1)
     assert service.metric("notifier_events_total", {"kind": "fact.voided", "state": "ignored"}) == 1
+    assert service.metric("notifier_events_total", {"state": "invalid"}) == 0
+    assert service.terminate() == 0
+
+
+def test_a_payout_sends_one_email_through_a_sigkill_and_a_republication(
+    tmp_path: Path, nats: NatsServer, ledger_service: LedgerProcess, sink: SmtpSink, receiver: HttpReceiver
+) -> None:
+    """payout.recorded from `ledger serve`: one e-mail per payout to the introducer paid (none for the
+    cooperative's), also after a SIGKILL before the acks and a re-publication under a new message id."""
+    ana_payout, john_payout = f"5:payout.recorded:{PAYOUT_E2E}", "9:payout.recorded:po-john-1"
+    service = notifier(tmp_path, nats, sink.port)
+    service.start(NOTIFIER_ACK_DELAY_S="60")  # sends, then holds its acks
+    lines = payout_lines(ana_webhook=receiver.url("/hooks/ana"))
+    publish(nats, tmp_path, lines)
+    wait_for(lambda: len(sink.received()) == 6 and len(receiver.received()) == 3, 60, what="the alerts")
+    wait_for(lambda: consumer(nats.url)[2] > 0 and consumer(nats.url)[0] == 0, 10, what="acks held")
+    wait_for(
+        lambda: service.metric("notifier_events_total", {"kind": "payout.recorded", "state": "ignored"}) == 1,
+        10,
+        what="the cooperative's payout recorded as telling nobody",
+    )
+    service.kill()
+    service.start()  # JetStream redelivers every message to the new process
+    wait_for(lambda: settled(nats.url, ledger_service, len(lines)), 60, what="every message acked")
+    assert service.metric("notifier_alerts_sent_total") == 0  # the new process sent nothing
+
+    body = next(b for i, b in read_stream(nats.url, "LEDGER_OUT") if i == ana_payout)
+    assert (body["type"], body["data"]["run_id"]) == ("coop.ledger.out.payout.recorded.v1", PAYOUT_RUN)
+    raw = json.dumps(body).encode()
+    assert publish_raw(nats.url, [("ledger.out.payout.recorded", raw, "payout-replayed-1")]) == [False]
+    wait_for(lambda: settled(nats.url, ledger_service, len(lines)), 30, what="the copy acked")
+    time.sleep(0.5)  # anything extra would show up now
+
+    mails = sink.received()
+    assert set(by_alert(mails).values()) == {1} and len(mails) == 6
+    payouts = {m.alert_id: m for m in mails if ":payout.recorded:" in m.alert_id}
+    assert sorted(payouts) == [ana_payout, john_payout]
+    ana, john = payouts[ana_payout], payouts[john_payout]
+    assert ana.rcpt_tos == ["ana@example.org"]
+    assert ana.subject == f"Virement effectué : CHF{NBSP}120.50 sur votre compte"
+    for needle in (PAYOUT_RUN, PAYOUT_E2E, PAYOUT_BANK_REF, f"reste à verser : CHF{NBSP}120.50"):
+        assert needle in ana.text, (needle, ana.text)
+    assert john.rcpt_tos == ["john@example.org"]
+    assert john.subject == "Payout recorded: €50.00 of your commissions"
+    assert Counter(h.headers["X-Coop-Alert-Id"] for h in receiver.received("/hooks/ana"))[ana_payout] == 1
+    (tmp_path / "received-payout.eml").write_bytes(ana.raw)  # for people to read
     assert service.metric("notifier_events_total", {"state": "invalid"}) == 0
     assert service.terminate() == 0

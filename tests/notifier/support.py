@@ -161,6 +161,69 @@ def introduction_lines(
     return lines
 
 
+# payouts (payout.recorded) ----------------------------------------------------------------
+
+#: int-ana's payout: a transfer of the cooperative's payout run, as the bank booked it.
+PAYOUT_RUN = "R2025-04"
+PAYOUT_E2E = "R2025-04-1a2b3c4d5e6f7a8b"
+PAYOUT_BANK_REF = "ZKB-20250502-0042"
+
+
+def payout_line(
+    payout_id: str,
+    beneficiary_id: str,
+    currency: str,
+    amount: str,
+    *,
+    adviser_id: str = "adv-luc",
+    day: str = "2025-05-02",
+    run_id: str | None = None,
+    end_to_end_id: str | None = None,
+    bank_reference: str | None = None,
+) -> str:
+    """``payout.recorded`` as a producer sends it: by hand (an adviser paid), or, with
+    ``run_id``, as the bank reconciliation records a payout run's booked transfer."""
+    data: dict[str, Any] = {
+        "payout_id": payout_id,
+        "adviser_id": adviser_id,
+        "beneficiary_id": beneficiary_id,
+        "date": day,
+        "currency": currency,
+        "amount": amount,
+    }
+    extra = {"run_id": run_id, "end_to_end_id": end_to_end_id, "bank_reference": bank_reference}
+    data.update({k: v for k, v in extra.items() if v is not None})
+    return envelope("payout.recorded", data, id=f"po-{payout_id}")
+
+
+def payout_lines(*, ana_webhook: str | None = None) -> list[str]:
+    """int-ana (French, e-mail, and a webhook if given) earns CHF 241.00, paid CHF 120.50 of
+    it by the cooperative's payout run (a bank transfer booked, with its end-to-end id and the
+    bank's reference); int-john (English, e-mail) earns €123.45, paid €50.00 of it by adv-luc
+    by hand, and registers only after that payout; adv-luc also records a payout to the
+    cooperative, which tells nobody."""
+    return [
+        introducer_line(
+            "int-ana", language="fr", email_addr="ana@example.org", webhook_url=ana_webhook, name="Ana Moreau"
+        ),
+        *introduction_lines("int-ana", "cli-ana", "CHF", "2410.00", paid=True),
+        payout_line(
+            PAYOUT_E2E,
+            "int-ana",
+            "CHF",
+            "120.50",
+            adviser_id="cooperative",
+            run_id=PAYOUT_RUN,
+            end_to_end_id=PAYOUT_E2E,
+            bank_reference=PAYOUT_BANK_REF,
+        ),
+        *introduction_lines("int-john", "cli-john", "EUR", "1234.50", paid=True),
+        payout_line("po-john-1", "int-john", "EUR", "50.00"),
+        payout_line("po-coop-1", "cooperative", "CHF", "30.00"),
+        introducer_line("int-john", language="en", email_addr="john@example.org", name="John Smith"),
+    ]
+
+
 # monthly statements (statement.issued) ---------------------------------------------------
 
 STATEMENT_PERIOD = "2025-03"

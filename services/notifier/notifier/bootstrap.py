@@ -120,6 +120,7 @@ def build_core(settings: NotifierSettings, publisher: FailurePublisher, clock: C
     renderer.warm()
     fetcher = LedgerPdfFetcher(
         base_url=settings.ledger_url,
+        public_base_url=settings.ledger_public_url or settings.ledger_url,
         timeout_s=settings.ledger_timeout_s,
         concurrency=settings.ledger_fetch_concurrency,
     )

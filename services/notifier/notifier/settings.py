@@ -71,6 +71,10 @@ class NotifierSettings(NatsClientSecurity, BaseSettings):
     #: Base URL of the ledger's statement links: a statement's PDF is fetched (for its e-mail)
     #: only from a ``pdf_url`` under it (same scheme, host and port, path under its path).
     ledger_url: str = Field(default="http://127.0.0.1:8080", max_length=2048)
+    #: The base the ledger's links carry (its ``LEDGER_PUBLIC_URL``) when parties reach it at
+    #: another address than the notifier does: a ``pdf_url`` must then be under this base,
+    #: and is fetched at the same path under ``NOTIFIER_LEDGER_URL``. Empty: the same base.
+    ledger_public_url: str = Field(default="", max_length=2048)
     #: Per PDF fetch (one attempt); how many fetches at once (the ledger renders each PDF).
     ledger_timeout_s: float = Field(default=30.0, gt=0, le=300)
     ledger_fetch_concurrency: int = Field(default=4, ge=1, le=64)
@@ -120,6 +124,14 @@ class NotifierSettings(NatsClientSecurity, BaseSettings):
         problem = base_problem(value)
         if problem is not None:
             raise ValueError(f"NOTIFIER_LEDGER_URL {problem}")
+        return value
+
+    @field_validator("ledger_public_url")
+    @classmethod
+    def _ledger_public_base(cls, value: str) -> str:
+        problem = base_problem(value) if value else None
+        if problem is not None:
+            raise ValueError(f"NOTIFIER_LEDGER_PUBLIC_URL {problem}")
         return value
 
     @model_validator(mode="after")

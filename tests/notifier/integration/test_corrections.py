@@ -136,7 +136,10 @@ async def test_the_notifier_sends_one_correction_alert_per_voided_commission_lin
     try:
         await _feed(core, before)
         first_mails, first_hooks = len(sink.received()), len(receiver.received())
-        assert (first_mails, first_hooks) == (5 + 3, 3)  # marie 5; john 3 by e-mail and webhook
+        assert (first_mails, first_hooks) == (
+            6 + 3,
+            3,
+        )  # marie 6 (her payout too); john 3 by e-mail and webhook
         await _feed(core, events[len(before) :])
         mails = sink.received()[first_mails:]
         hooks = receiver.received()[first_hooks:]

@@ -142,7 +142,7 @@ async def test_daily_digest_sends_one_message_per_introducer_per_day(tmp_path: P
     envs = derived_envelopes(EXAMPLE_01 + _two_introducers())
     await rig.feed(envs)
     assert rig.email.sent == rig.webhook.sent == []
-    assert rig.store.counts()["queued"] == 5 + 3  # marie 5 e-mails; int-dead e-mail + webhook, int-ok webhook
+    assert rig.store.counts()["queued"] == 6 + 3  # marie 6 e-mails; int-dead e-mail + webhook, int-ok webhook
     assert await rig.digester.run_digests(datetime(2025, 3, 11, 22, 0, tzinfo=UTC)) == 0
     assert await rig.digester.run_digests(datetime(2025, 3, 12, 5, 59, tzinfo=UTC)) == 0  # 06:59 local
     assert await rig.digester.run_digests(datetime(2025, 3, 12, 6, 0, tzinfo=UTC)) == 4
@@ -155,12 +155,15 @@ async def test_daily_digest_sends_one_message_per_introducer_per_day(tmp_path: P
     ]
     marie = by_who[("int-marie", "email")]
     assert marie.key.alert_id == "digest:2025-03-11:int-marie"
-    assert marie.rendered.subject == "Votre récapitulatif du 11 mars 2025 : 5 mouvements"
+    assert marie.rendered.subject == "Votre récapitulatif du 11 mars 2025 : 6 mouvements"
     assert next(e["id"] for e in marie.about["events"]) == "3:commission.accrued:2025-0311/intro-100"
     assert "CHF : acquis CHF\u00a0440.00" in marie.rendered.text
+    # her payout is a line of the digest, and the closing balance is the one after it
+    assert "6. Versement enregistré : CHF\u00a0200.00 le 30 avril 2025" in marie.rendered.text
+    assert "déjà versé CHF\u00a0200.00, reste à verser CHF\u00a040.00" in marie.rendered.text
     assert await rig.digester.run_digests(datetime(2025, 3, 12, 9, 0, tzinfo=UTC)) == 0
     assert len(rig.email.sent) == 2
-    assert rig.store.counts()["sent"] == 4 + 8  # the digests and their items
+    assert rig.store.counts()["sent"] == 4 + 9  # the digests and their items
     # an event on the 12th waits for the digest of the 12th, sent on the 13th
     rig.clock.now = datetime(2025, 3, 12, 12, 0, tzinfo=UTC)
     late = derived_envelopes(
@@ -184,7 +187,7 @@ async def test_digest_can_be_chosen_per_introducer(tmp_path: Path) -> None:
         "int-dead",
         "int-ok",
     ]
-    assert rig.store.counts()["queued"] == 5
+    assert rig.store.counts()["queued"] == 6
     await rig.digester.run_digests(datetime(2025, 3, 13, 7, 0, tzinfo=UTC))
     assert [d.key.alert_id for d in rig.email.sent if d.party.party_id == "int-marie"] == [
         "digest:2025-03-11:int-marie"
@@ -201,4 +204,4 @@ async def test_failed_digest_goes_to_notifier_failed_and_can_be_resent(tmp_path:
     assert rig.publisher.notices[0][1].event_id == "digest:2025-03-11:int-marie"
     del rig.email.fail["int-marie"]
     assert (await rig.resender.resend_failed())["sent"] == 1
-    assert rig.store.counts()["sent"] == 6
+    assert rig.store.counts()["sent"] == 7

@@ -365,6 +365,24 @@ async def test_statements_wait_for_their_partys_registration(
 
 
 @pytest.mark.asyncio
+async def test_a_public_link_is_fetched_from_the_ledgers_internal_address(ledger: LedgerPdfServer) -> None:
+    """With a public base (what parties see) the PDF of a public link is fetched from the
+    ledger's internal address; a link under the internal address itself is then refused."""
+    public = "https://ledger.coop.example"
+    inside = statement_link(ledger.base_url, "client", "c-1", "2025-03", expiry_in(1), pdf=True)
+    outside = public + inside.removeprefix(ledger.base_url)
+    ledger.pdfs[ledger.pdf_path("client", "c-1")] = pdf = b"%PDF-1.7\n" + b"1" * 1000
+    fetcher = LedgerPdfFetcher(base_url=ledger.base_url, public_base_url=public, timeout_s=5, concurrency=2)
+    try:
+        assert await fetcher.fetch(outside) == pdf
+        with pytest.raises(SendFailure) as failure:
+            await fetcher.fetch(inside)
+        assert failure.value.reason == "pdf_refused"
+    finally:
+        await fetcher.close()
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("status", "body", "reason", "permanent"),
     [

@@ -235,6 +235,7 @@ def test_donation_withdrawn_by_a_void_tells_the_donor_why() -> None:
         ("introduction", "l'apport intro-7", "introduction intro-7"),
         ("payment", "le paiement intro-7", "payment intro-7"),
         ("payout", "le versement intro-7", "payout intro-7"),
+        ("payout_run", "la série de virements intro-7", "payout run intro-7"),
         ("pass_through", "le reversement de ristourne intro-7", "rebate pass-through intro-7"),
         ("something_new", "le fait « something_new » intro-7", "fact “something_new” intro-7"),
     ],

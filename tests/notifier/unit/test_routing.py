@@ -18,7 +18,7 @@ def _recipients(name: str) -> list[tuple[str, str | None]]:
 
 
 def test_example_01_goes_to_the_beneficiary() -> None:
-    """Every commission event of example 01 is for int-marie; her registration for nobody."""
+    """Every commission event and the payout of example 01 are for int-marie; her registration for nobody."""
     assert _recipients("01-standard-introduction") == [
         ("1:introducer.registered:int-marie", None),
         ("3:commission.accrued:2025-0311/intro-100", "int-marie"),
@@ -26,6 +26,7 @@ def test_example_01_goes_to_the_beneficiary() -> None:
         ("5:commission.accrued:2025-0920/intro-100", "int-marie"),
         ("6:commission.adjusted:2025-0920/intro-100", "int-marie"),
         ("7:commission.accrued:2026-0311/intro-100", "int-marie"),
+        ("9:payout.recorded:po-marie-1", "int-marie"),
     ]
 
 

@@ -27,7 +27,7 @@ from notifier.domain.events import (
     party_key,
     party_of_key,
 )
-from notifier.domain.links import base_problem, link_problem
+from notifier.domain.links import base_problem, fetch_url, link_problem
 from notifier.domain.routing import recipient_of
 from notifier.domain.signature import introducer_secret, party_secret
 from notifier.domain.statements import StatementIssued, statement_filename
@@ -428,6 +428,37 @@ def test_text_table_aligns_amount_columns() -> None:
 def test_a_pdf_is_fetched_only_under_the_ledgers_base(url: str, allowed: bool) -> None:
     """NOTIFIER_LEDGER_URL is the one base PDFs are fetched from: same scheme, host, port, path."""
     assert (link_problem(url, "https://ledger.coop.example/statements") is None) is allowed
+
+
+@pytest.mark.parametrize(
+    ("url", "public", "internal", "fetched"),
+    [
+        (
+            "https://coop.example/ledger/statements/client/c.pdf?period=2025-03&sig=ab",
+            "https://coop.example/ledger",
+            "http://ledger:8080",
+            "http://ledger:8080/statements/client/c.pdf?period=2025-03&sig=ab",
+        ),
+        (
+            "http://127.0.0.1:8080/statements/client/c.pdf?sig=1",
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/statements/client/c.pdf?sig=1",
+        ),
+        (
+            "https://coop.example/statements/adviser/a.pdf?x=1",
+            "https://coop.example/",
+            "http://ledger.internal:9000/base/",
+            "http://ledger.internal:9000/base/statements/adviser/a.pdf?x=1",
+        ),
+    ],
+)
+def test_a_public_link_is_fetched_at_the_same_path_inside(
+    url: str, public: str, internal: str, fetched: str
+) -> None:
+    """A link under NOTIFIER_LEDGER_PUBLIC_URL is fetched at its path and query under NOTIFIER_LEDGER_URL."""
+    assert link_problem(url, public) is None
+    assert fetch_url(url, public, internal) == fetched
 
 
 def test_the_ledger_base_url_is_checked() -> None:

@@ -37,7 +37,7 @@ def _events(
 
 
 def test_both_languages_have_the_same_templates() -> None:
-    """Every template (corrections and monthly statements included) exists in French and in English."""
+    """Every template (corrections, payouts and monthly statements included) exists in French and in English."""
     fr = sorted(p.name for p in (TEMPLATES / "fr").iterdir())
     en = sorted(p.name for p in (TEMPLATES / "en").iterdir())
     assert fr == en
@@ -46,6 +46,7 @@ def test_both_languages_have_the_same_templates() -> None:
         "commission.adjusted.txt.j2",
         "commission.payable.txt.j2",
         "donation.credited.txt.j2",
+        "payout.recorded.txt.j2",
         "digest.txt.j2",
         "commission.adjusted.correction.txt.j2",
         "commission.payable.correction.txt.j2",

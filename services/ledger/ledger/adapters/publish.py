@@ -19,7 +19,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ledger.adapters.jsonl import read_lines
 
-__all__ = ["PublishError", "publish_files", "publish_one", "subject_for", "wait_for_stream"]
+__all__ = [
+    "PermissionWatch",
+    "PublishError",
+    "publish_files",
+    "publish_one",
+    "subject_for",
+    "wait_for_stream",
+]
 
 WINDOW = 512
 #: How long to wait for stream LEDGER_IN to answer before giving up (a NATS server or
@@ -61,15 +68,17 @@ async def publish_files(
 ) -> dict[str, int]:
     """Publish every non-blank line of ``files``; returns counts. ``connect_options`` are
     extra ``nats.connect`` arguments (credentials, TLS: ``Settings.nats_connect_options``)."""
+    watch = PermissionWatch()
     nc = await nats.connect(
         [url.strip() for url in nats_url.split(",")],
         max_reconnect_attempts=-1,
         name="ledger-publish",
+        error_cb=watch.error_cb,
         **(connect_options or {}),
     )
     js = nc.jetstream()
     try:
-        await wait_for_stream(js)
+        await wait_for_stream(js, watch)
     except Exception as exc:
         await nc.close()
         raise PublishError(
@@ -108,9 +117,22 @@ async def publish_files(
     return counts
 
 
-async def wait_for_stream(js: Any) -> None:
+class PermissionWatch:
+    """The server's permission refusals on a connection (``error_cb``): they are final, so a
+    command stops at the first instead of waiting for a stream it may never see."""
+
+    def __init__(self) -> None:
+        self.denied: str | None = None
+
+    async def error_cb(self, exc: Exception) -> None:
+        if "permissions violation" in str(exc).lower() and self.denied is None:
+            self.denied = str(exc)[:300]
+
+
+async def wait_for_stream(js: Any, watch: PermissionWatch | None = None) -> None:
     """``stream_info("LEDGER_IN")`` until it answers, doubling the wait, for at most
-    :data:`STREAM_WAIT_S` (then the last error is raised)."""
+    :data:`STREAM_WAIT_S` (then the last error is raised); at once when the server refused
+    the request for lack of permission (seen by ``watch``)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + STREAM_WAIT_S
     delay_s = 0.25
@@ -120,7 +142,9 @@ async def wait_for_stream(js: Any) -> None:
             return
         except NotFoundError:
             raise
-        except Exception:
+        except Exception as exc:
+            if watch is not None and watch.denied is not None:
+                raise PermissionError(watch.denied) from exc
             if loop.time() + delay_s > deadline:
                 raise
             await asyncio.sleep(delay_s)

@@ -92,17 +92,21 @@ def _publish(kind: str, raws: list[tuple[str, bytes]]) -> None:
     import nats
 
     from coop_runtime.broker import nats_servers
-    from ledger.adapters.publish import publish_one, wait_for_stream
+    from ledger.adapters.publish import PermissionWatch, publish_one, wait_for_stream
 
     settings = settings_or_exit()
 
     async def go() -> None:
+        watch = PermissionWatch()
         nc = await nats.connect(
-            nats_servers(settings.nats_url), name="ledger-cli", **settings.nats_connect_options()
+            nats_servers(settings.nats_url),
+            name="ledger-cli",
+            error_cb=watch.error_cb,
+            **settings.nats_connect_options(),
         )
         try:
             js = nc.jetstream()
-            await wait_for_stream(js)
+            await wait_for_stream(js, watch)
             for envelope_id, raw in raws:
                 await publish_one(js, f"ledger.in.{kind}", raw, envelope_id)
         finally:

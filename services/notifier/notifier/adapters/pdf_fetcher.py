@@ -1,8 +1,10 @@
 """Fetching a statement's PDF from the ledger (httpx), for the e-mail that carries it.
 
-The URL is one the ledger published (``pdf_url`` of ``statement.issued``, a signed link),
-and is fetched only if it lies under ``NOTIFIER_LEDGER_URL`` (:func:`notifier.domain.links.link_problem`:
-same scheme, host and port, path under the base's): the ledger is an internal service, so
+The URL is one the ledger published (``pdf_url`` of ``statement.issued``, a signed link).
+It is accepted only under the ledger's public base (``NOTIFIER_LEDGER_PUBLIC_URL``, by
+default ``NOTIFIER_LEDGER_URL``; :func:`notifier.domain.links.link_problem`: same scheme,
+host and port, path under the base's) and fetched at the same path and query under
+``NOTIFIER_LEDGER_URL`` (:func:`notifier.domain.links.fetch_url`): the ledger is an internal service, so
 this is the one place the notifier reaches into the internal network, and only there.
 Redirects are not followed, no proxy or certificate settings come from the environment,
 at most ``concurrency`` fetches run at once (the ledger renders each PDF), the body is read
@@ -20,7 +22,7 @@ import asyncio
 import httpx
 
 from notifier.application.ports import SendFailure
-from notifier.domain.links import link_problem
+from notifier.domain.links import fetch_url, link_problem
 
 __all__ = ["MAX_PDF_BYTES", "LedgerPdfFetcher"]
 
@@ -35,12 +37,14 @@ class LedgerPdfFetcher:
         self,
         *,
         base_url: str,
+        public_base_url: str | None = None,
         timeout_s: float,
         concurrency: int,
         max_bytes: int = MAX_PDF_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url
+        self.public_base_url = public_base_url or base_url
         self._max_bytes = max_bytes
         self._slots = asyncio.Semaphore(concurrency)
         self._client = httpx.AsyncClient(
@@ -52,12 +56,13 @@ class LedgerPdfFetcher:
         )
 
     async def fetch(self, url: str) -> bytes:
-        problem = link_problem(url, self.base_url)
+        problem = link_problem(url, self.public_base_url)
         if problem is not None:
             raise SendFailure("pdf_refused", f"{problem}: {url[:200]}", permanent=True)
+        target = fetch_url(url, self.public_base_url, self.base_url)
         async with self._slots:
             try:
-                async with self._client.stream("GET", url) as response:
+                async with self._client.stream("GET", target) as response:
                     status = response.status_code
                     if 200 <= status < 300:
                         return _pdf(await self._read(response))

@@ -19,6 +19,7 @@ from notifier.domain.events import (
     DonationCredited,
     LedgerEnvelope,
     Party,
+    PayoutRecorded,
     parse_payload,
 )
 from notifier.domain.statements import StatementIssued
@@ -58,7 +59,7 @@ def render_delivery(renderer: Renderer, content: AlertContent) -> Delivery:
         items: list[DigestItem] = []
         for envelope in content.envelopes:
             payload = parse_payload(envelope.kind, envelope.data)
-            assert isinstance(payload, CommissionEvent | DonationCredited), envelope.id
+            assert isinstance(payload, CommissionEvent | DonationCredited | PayoutRecorded), envelope.id
             items.append(DigestItem(envelope.id, envelope.kind, envelope.ledgerposition, payload))
         rendered = renderer.render_digest(items, party, record.queued_day, key.alert_id)
         about: dict[str, Any] = {
@@ -75,7 +76,7 @@ def render_delivery(renderer: Renderer, content: AlertContent) -> Delivery:
         if key.channel == "email":
             attachments = (Attachment(payload.attachment_name, payload.pdf_url, payload.link_expires),)
         return Delivery(key, party, rendered, _about(envelope), attachments)
-    assert isinstance(payload, CommissionEvent | DonationCredited), key
+    assert isinstance(payload, CommissionEvent | DonationCredited | PayoutRecorded), key
     rendered = renderer.render_event(envelope.kind, payload, party, envelope.id, envelope.ledgerposition)
     return Delivery(key, party, rendered, _about(envelope))
 

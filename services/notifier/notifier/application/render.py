@@ -6,6 +6,7 @@ of :mod:`notifier.application.formatting` bound to the reader's language. An eve
 is a correction (:func:`notifier.domain.routing.correction_of`: a void took a commission
 back) is rendered with ``<kind>.correction.txt.j2`` instead of ``<kind>.txt.j2``. A month's
 statement (``statement.issued``) is rendered with ``statement.issued.<party kind>.txt.j2``.
+A payout (``payout.recorded``) is rendered with ``payout.recorded.txt.j2``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from notifier.application.formatting import (
     format_time,
     text_table,
 )
-from notifier.domain.events import Balance, CommissionEvent, DonationCredited, Language, Party
+from notifier.domain.events import AlertPayload, Balance, CommissionEvent, Language, Party, PayoutRecorded
 from notifier.domain.routing import correction_of
 from notifier.domain.statements import StatementIssued
 
@@ -59,7 +60,7 @@ class DigestItem:
     event_id: str
     kind: str
     position: int
-    payload: CommissionEvent | DonationCredited
+    payload: AlertPayload
 
     @property
     def correction(self) -> bool:
@@ -68,10 +69,10 @@ class DigestItem:
 
 
 def closing_balances(items: Sequence[DigestItem]) -> dict[str, Balance]:
-    """Per currency, the balance carried by the latest commission event of the digest."""
+    """Per currency, the balance carried by the latest commission or payout event of the digest."""
     latest: dict[str, tuple[int, Balance]] = {}
     for item in items:
-        if isinstance(item.payload, CommissionEvent):
+        if isinstance(item.payload, CommissionEvent | PayoutRecorded):
             currency = item.payload.currency
             if currency not in latest or item.position >= latest[currency][0]:
                 latest[currency] = (item.position, item.payload.balance)
@@ -114,7 +115,7 @@ class Renderer:
     def render_event(
         self,
         kind: str,
-        payload: CommissionEvent | DonationCredited,
+        payload: AlertPayload,
         introducer: Party,
         event_id: str,
         position: int,

@@ -24,9 +24,11 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "MAX_STATEMENT_BYTES",
     "PARTY_KINDS",
+    "PAYOUT_KIND",
     "REGISTRATION_KINDS",
     "AdviserRegistered",
     "AlertKey",
+    "AlertPayload",
     "Balance",
     "Channel",
     "ClientRegistered",
@@ -39,6 +41,7 @@ __all__ = [
     "Party",
     "PartyKind",
     "Payload",
+    "PayoutRecorded",
     "Registration",
     "VoidCause",
     "parse_payload",
@@ -54,8 +57,9 @@ MAX_EVENT_BYTES = 64 * 1024
 #: The largest ``statement.issued`` read (NATS's default maximum payload).
 MAX_STATEMENT_BYTES = 1024 * 1024
 COMMISSION_KINDS = frozenset({"commission.accrued", "commission.adjusted", "commission.payable"})
-#: Events that alert an introducer about a commission or a donation.
-ALERT_KINDS = COMMISSION_KINDS | {"donation.credited"}
+PAYOUT_KIND = "payout.recorded"
+#: Events that alert an introducer about a commission, a donation or a payout.
+ALERT_KINDS = COMMISSION_KINDS | {"donation.credited", PAYOUT_KIND}
 #: Events a daily digest may gather (statements never are: each is sent as it comes).
 DIGESTIBLE_KINDS = ALERT_KINDS
 REGISTRATION_KINDS = frozenset({"introducer.registered", "client.registered", "adviser.registered"})
@@ -253,9 +257,39 @@ class DonationCredited(_In):
     cause: Cause | None = None
 
 
-Payload = CommissionEvent | DonationCredited | StatementIssued | Registration
+class PayoutRecorded(_In):
+    """``payout.recorded``: money paid to a beneficiary (an introducer, or the cooperative),
+    with the beneficiary's balance in that currency after it. Paid by the cooperative through
+    a payout run's bank transfer that the bank booked (``run_id``, ``end_to_end_id``,
+    ``bank_reference``; ``adviser_id`` is then ``cooperative``), or recorded by hand (an
+    adviser paid; no run)."""
 
-_REGISTRATIONS: dict[str, type[Registration]] = {
+    payout_id: Id
+    adviser_id: Id
+    beneficiary_id: Id
+    date: date
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    amount: Money
+    run_id: Id | None = None
+    end_to_end_id: Id | None = None
+    bank_reference: str | None = Field(default=None, min_length=1, max_length=1000)
+    balance: Balance
+
+    @property
+    def by_transfer(self) -> bool:
+        """Made by the cooperative's payout run, through a transfer the bank booked."""
+        return self.run_id is not None
+
+
+#: The events that tell one introducer about its own money (one alert each, or a digest line).
+AlertPayload = CommissionEvent | DonationCredited | PayoutRecorded
+Payload = CommissionEvent | DonationCredited | PayoutRecorded | StatementIssued | Registration
+
+#: The model of each kind read as is (a statement is read apart: the cooperative's is not).
+_MODELS: dict[str, type[CommissionEvent | DonationCredited | PayoutRecorded | Registration]] = {
+    **dict.fromkeys(COMMISSION_KINDS, CommissionEvent),
+    "donation.credited": DonationCredited,
+    PAYOUT_KIND: PayoutRecorded,
     "introducer.registered": Introducer,
     "client.registered": ClientRegistered,
     "adviser.registered": AdviserRegistered,
@@ -267,18 +301,12 @@ def parse_payload(kind: str, data: dict[str, Any]) -> Payload | None:
     (``fact.voided``, rebates, closes, checkpoints: nobody is alerted by them) and for the
     cooperative's own statement (it reads it on the ledger).
     Raises ``pydantic.ValidationError`` when a relevant event is malformed."""
-    if kind in COMMISSION_KINDS:
-        return CommissionEvent.model_validate(data)
-    if kind == "donation.credited":
-        return DonationCredited.model_validate(data)
     if kind == STATEMENT_KIND:
         if data.get("party_kind") == COOPERATIVE:
             return None
         return StatementIssued.model_validate(data)
-    registration = _REGISTRATIONS.get(kind)
-    if registration is not None:
-        return registration.model_validate(data)
-    return None
+    model = _MODELS.get(kind)
+    return None if model is None else model.model_validate(data)
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import SplitResult, unquote, urlsplit
 
-__all__ = ["base_problem", "link_problem"]
+__all__ = ["base_problem", "fetch_url", "link_problem"]
 
 MAX_URL_CHARS = 4096
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -52,3 +52,14 @@ def link_problem(url: str, base: str) -> str | None:
         (any(s in {".", ".."} for s in path.split("/")) or "\\" in path, "path holds dot segments"),
     )
     return next((problem for failed, problem in checks if failed), None)
+
+
+def fetch_url(url: str, public_base: str, internal_base: str) -> str:
+    """Where to fetch ``url`` (a link under ``public_base``, as parties get it) from inside:
+    the same path below ``internal_base``, and the same query (the signature). Call it
+    only for a URL :func:`link_problem` accepts for ``public_base``."""
+    parts, public, internal = urlsplit(url), urlsplit(public_base), urlsplit(internal_base)
+    prefix = public.path if public.path.endswith("/") else public.path + "/"
+    assert parts.path.startswith(prefix), (parts.path, prefix)
+    target = internal.path.rstrip("/") + "/" + parts.path[len(prefix) :]
+    return internal._replace(path=target, query=parts.query, fragment="").geturl()

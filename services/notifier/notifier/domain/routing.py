@@ -11,6 +11,7 @@ from notifier.domain.events import (
     DonationCredited,
     Party,
     Payload,
+    PayoutRecorded,
     VoidCause,
     party_key,
 )
@@ -68,6 +69,8 @@ def recipient_of(kind: str, payload: Payload) -> str | None:
     - A void that takes a commission line back tells its beneficiary once, by the line's
       ``commission.adjusted`` correction: the payable withdrawn with it tells nothing more.
     - ``donation.credited`` goes to the donor.
+    - ``payout.recorded`` goes to the introducer paid (its beneficiary); a payout to the
+      cooperative, and one of zero, tell nobody.
     - ``statement.issued`` goes to its party (introducer, client or adviser), unless the
       month shows nothing for it (the ledger publishes none then; should one come, it tells
       nothing).
@@ -82,6 +85,9 @@ def recipient_of(kind: str, payload: Payload) -> str | None:
         return None if silent else payload.beneficiary_id
     if isinstance(payload, DonationCredited):
         return payload.donor_id if payload.amount != 0 else None
+    if isinstance(payload, PayoutRecorded):
+        silent = payload.beneficiary_id == COOPERATIVE or payload.amount == 0
+        return None if silent else payload.beneficiary_id
     if isinstance(payload, StatementIssued):
         if not has_figures(payload.statement):
             return None
