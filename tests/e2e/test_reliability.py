@@ -21,6 +21,7 @@ import orjson
 from bench.history import generate
 from nats.js.api import DiscardPolicy
 
+from ledger.adapters.eventstore import LOG_ID
 from ledger.application.chain import GENESIS, chain_hash, fact_digest
 from tests.conftest import envelope
 from tests.e2e.test_ledger_service import all_examples, publish
@@ -247,7 +248,8 @@ def _forge(db: Path) -> None:
     con = sqlite3.connect(db)
     try:
         rows = con.execute(
-            "SELECT originator_version, state FROM stored_events ORDER BY originator_version"
+            "SELECT originator_version, state FROM stored_events WHERE originator_id = ? ORDER BY originator_version",
+            (LOG_ID.hex,),
         ).fetchall()
         previous = GENESIS
         for position, state in rows:
@@ -260,8 +262,8 @@ def _forge(db: Path) -> None:
             document["chain_hash"] = previous = chain_hash(previous, position, body)
             document["fact_digest"] = fact_digest(body)
             con.execute(
-                "UPDATE stored_events SET state = ? WHERE originator_version = ?",
-                (json.dumps(document, separators=(",", ":")).encode(), position),
+                "UPDATE stored_events SET state = ? WHERE originator_id = ? AND originator_version = ?",
+                (json.dumps(document, separators=(",", ":")).encode(), LOG_ID.hex, position),
             )
         con.commit()
     finally:
