@@ -154,8 +154,13 @@ def serve() -> None:
     configure_logging(settings.log_format, settings.log_level)
     logger = structlog.get_logger("ledger")
     logger.info("ledger starting", config=settings.effective())
+    from ledger.adapters.keyring import KeyringError
+
     try:
         built = build_app(settings)
+    except KeyringError as exc:  # a missing or wrong master key: nothing can be read nor sealed
+        logger.error("the master keys do not fit the store; not starting", error=str(exc))
+        raise typer.Exit(2) from None
     except Exception as exc:  # the store cannot even be opened: say so, consume nothing
         logger.error(
             "cannot open the store; not consuming",
