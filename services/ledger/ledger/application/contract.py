@@ -816,7 +816,8 @@ def fact_of_stored(envelope: dict[str, Any], keyring: Keyring | None) -> f.Fact:
 def fact_to_data(fact: f.Fact) -> dict[str, Any]:
     """The contract's ``data`` object for a domain fact (the inverse of ``to_fact``)."""
     model = _MODEL_OF_FACT[type(fact)]
-    data: dict[str, Any] = model.model_validate(_fact_fields(fact)).model_dump(mode="json", exclude_none=True)
+    fields = model.model_validate(_fact_fields(fact), context={"stored": True})
+    data: dict[str, Any] = fields.model_dump(mode="json", exclude_none=True)
     return data
 
 

@@ -17,7 +17,7 @@ from ledger.adapters.tables import print_period_tables
 from ledger.application.queries import QueryError, ReportQuery, answer
 from ledger.application.schemas import render_schema
 from ledger.bootstrap import build_ephemeral_ledger
-from ledger.entrypoints import corrections, statements
+from ledger.entrypoints import corrections, privacy, statements
 from ledger.entrypoints.common import (
     Format,
     emit,
@@ -279,6 +279,9 @@ app.command("statement")(statements.statement)
 app.command("void")(corrections.void)
 app.command("close")(corrections.close)
 app.add_typer(payouts_app)
+app.command("forget")(privacy.forget)
+app.command("subject-export")(privacy.subject_export)
+app.add_typer(privacy.keys_app)
 
 audit_app = typer.Typer(name="audit", help="Verify the stored history.", no_args_is_help=True)
 app.add_typer(audit_app)
