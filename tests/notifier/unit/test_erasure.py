@@ -104,3 +104,12 @@ def test_free_text_loses_the_name_as_a_word_and_the_address_anywhere() -> None:
         "text": f"vu par {ERASED} hier",
     }
     assert short("Eva") == ERASED
+
+
+def test_a_name_that_is_the_partys_id_is_not_looked_for() -> None:
+    """A party registered with its id as its name keeps that id wherever it appears (ids are not erased)."""
+    nameless = Party(kind="introducer", party_id="int-a", display_name="int-a", email="a@example.org")
+    assert contact_strings(nameless) == ("a@example.org",)
+    redact = redactor(nameless)
+    voids = {"introducers": ["int-a", "int-b"], "names": {"int-a": "int-a"}, "to": "a@example.org"}
+    assert redact(voids) == {"introducers": ["int-a", "int-b"], "names": {"int-a": "int-a"}, "to": ERASED}

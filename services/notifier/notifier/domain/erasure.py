@@ -4,8 +4,9 @@ what it keeps of others, and how they are blotted out (pure functions).
 The strings are the party's contact: its display name, e-mail address and webhook URL (read
 from its directory entry before the entry becomes a tombstone). Ids are not erased: the
 ledger keeps them (its ids are pseudonyms) and so does the tombstone; a value under an id
-key (``id``, ``*_id``) is never changed, nor is any key. Elsewhere, in the data of a stored
-event:
+key (``id``, ``*_id``) is never changed, nor is any key, and a name that is the party's id
+(a party registered without a name of its own) is not looked for. Elsewhere, in the data of
+a stored event:
 
 - a string that *is* the name, the e-mail or the URL (e-mail and URL in any case) becomes
   :data:`ERASED` (a statement's ``names``, ``party_name``);
@@ -35,8 +36,14 @@ Redactor = Callable[[Any], Any]
 def contact_strings(party: Party) -> tuple[str, ...]:
     """The strings of ``party`` that no stored data may keep once it is erased: its name,
     e-mail and webhook URL (those it has), longest first."""
-    found = {s.strip() for s in (party.display_name, party.email, party.webhook_url) if s and s.strip()}
+    found = {s.strip() for s in (_name(party), party.email, party.webhook_url) if s and s.strip()}
     return tuple(sorted(found, key=lambda s: (-len(s), s)))
+
+
+def _name(party: Party) -> str:
+    """The name to look for: none when it is the party's id."""
+    name = party.display_name.strip()
+    return "" if name.casefold() == party.party_id.casefold() else name
 
 
 def _is_id_key(key: Any) -> bool:
@@ -46,7 +53,7 @@ def _is_id_key(key: Any) -> bool:
 def redactor(party: Party) -> Redactor:
     """The function that blots ``party``'s contact out of a JSON value (see the module
     docstring); it returns the value unchanged (equal) when there was nothing to blot."""
-    name = party.display_name.strip()
+    name = _name(party)
     exact = {s.casefold() for s in (party.email, party.webhook_url) if s and s.strip()}
     anywhere = [
         re.compile(re.escape(s.strip()), re.IGNORECASE)
@@ -56,7 +63,7 @@ def redactor(party: Party) -> Redactor:
     words = re.compile(r"(?<!\w)" + re.escape(name) + r"(?!\w)") if name else None
 
     def text(value: str) -> str:
-        if value.strip() == name or value.strip().casefold() in exact:
+        if (name and value.strip() == name) or value.strip().casefold() in exact:
             return ERASED
         for pattern in anywhere:
             value = pattern.sub(ERASED, value)
