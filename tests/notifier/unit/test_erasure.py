@@ -10,6 +10,7 @@ from notifier.domain.erasure import ERASED, contact_strings, redactor
 from notifier.domain.events import (
     ERASURE_KIND,
     KNOWN_KINDS,
+    PARTY_KINDS,
     Party,
     PartyErased,
     parse_payload,
@@ -38,6 +39,23 @@ def test_party_erased_is_read_with_its_directory_key_and_tolerates_new_fields() 
         assert payload.key == key
         assert recipient_of(ERASURE_KIND, payload) is None  # nobody is told
     assert ERASURE_KIND in KNOWN_KINDS  # its own metric label
+
+
+def test_the_ledgers_party_erased_is_what_the_notifier_reads() -> None:
+    """Once the ledger has its outbound model of party.erased, what that model accepts the notifier reads alike."""
+    from ledger.application.outbound import OUTBOUND_MODELS
+
+    model = OUTBOUND_MODELS.get(ERASURE_KIND)
+    if model is None:
+        pytest.skip("the ledger does not publish party.erased yet")
+    for party_type in PARTY_KINDS:
+        data = {"party_type": party_type, "party_id": "int-a", "position": 7}
+        model.model_validate(data)  # what the ledger publishes (its models forbid other fields)
+        payload = parse_payload(ERASURE_KIND, data)
+        assert isinstance(payload, PartyErased) and (payload.party_type, payload.party_id) == (
+            party_type,
+            "int-a",
+        )
 
 
 @pytest.mark.parametrize(
