@@ -29,7 +29,7 @@ from ledger.adapters.metrics import LedgerMetrics
 from ledger.adapters.outbox import CheckpointMismatchError, Outbox
 from ledger.adapters.query_api import QueryService
 from ledger.adapters.query_worker import MASTER_KEYS_ENTRY
-from ledger.adapters.stream_scrub import ack_floor, scrub_streams
+from ledger.adapters.stream_scrub import MAX_NEEDLES, ack_floor, scrub_streams
 from ledger.application.ledger import Ledger
 from ledger.application.links import StatementLinks
 from ledger.application.pipeline import Pipeline
@@ -163,15 +163,17 @@ class LedgerService:
             raise RuntimeError("the streams are not open yet")
         floor = await ack_floor(js, "LEDGER_IN", self.settings.consumer_name)
         streams = [("LEDGER_OUT", None), ("LEDGER_REJECTED", None), ("LEDGER_IN", floor)]
-        for result in await scrub_streams(js, streams, needles, timeout_s=self.settings.publish_timeout_s):
-            self.metrics.scrubbed_messages.labels(result.stream).inc(result.deleted)
-            log.info(
-                "stream scrubbed",
-                stream=result.stream,
-                scanned=result.scanned,
-                deleted=result.deleted,
-                left_unacked=result.skipped_unacked,
-            )
+        for start in range(0, len(needles), MAX_NEEDLES):
+            group = needles[start : start + MAX_NEEDLES]
+            for result in await scrub_streams(js, streams, group, timeout_s=self.settings.publish_timeout_s):
+                self.metrics.scrubbed_messages.labels(result.stream).inc(result.deleted)
+                log.info(
+                    "stream scrubbed",
+                    stream=result.stream,
+                    scanned=result.scanned,
+                    deleted=result.deleted,
+                    left_unacked=result.skipped_unacked,
+                )
 
     async def _open_then_run(self, broker: NatsBroker) -> None:
         js = broker.config.connection_state.stream
