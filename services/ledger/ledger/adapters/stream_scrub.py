@@ -21,7 +21,7 @@ How a needle is found, as bytes:
 Each stream is read once, from its first sequence to its last as of the start (messages
 stored after are newer data, not scanned), by an ephemeral consumer that acks nothing and
 changes no other consumer; its pull requests go on the connection itself and the messages are
-matched in the subscription's callback (about 3 times the rate of nats-py's ``fetch``; see
+matched in the subscription's callback (about twice the rate of nats-py's ``fetch``; see
 bench/stream_scrub.py). Subjects and header names are not searched (the ledger writes no
 personal data there). A stream given with a limit (``LEDGER_IN``: the ack floor of
 the ledger's durable consumer, :func:`ack_floor`) keeps its messages above the limit (not
