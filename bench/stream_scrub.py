@@ -7,7 +7,8 @@ its streams) it publishes ``--msgs`` CloudEvents of about 600 bytes, ``--matches
 holding one person's personal data, then for each ``--batch``:
 
 (a) a scan that matches nothing (5 needles of another person): messages scanned per second;
-(b) the scrub of the person (5 needles): scan + erase, and erases per second;
+(b) nats-py's ``fetch`` on the same kind of consumer, reading only (the alternative);
+(c) the scrub of the person (5 needles): scan + erase, and the time per erase;
 
 and finally searches every file under the store directory for the person's data (as the
 test does) and prints what it finds.
@@ -27,6 +28,8 @@ import time
 from pathlib import Path
 
 import nats
+from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.client import JetStreamContext
 
 from coop_runtime.streams import stream_config
 from ledger.adapters.jetstream import PipelinedPublisher
@@ -72,6 +75,24 @@ def holds_person(path: Path) -> bool:
     return False
 
 
+async def fetch_baseline(js: JetStreamContext, msgs: int, batch: int) -> float:
+    """Seconds nats-py's own pull ``fetch`` takes to read ``msgs`` messages (no matching)."""
+    name = f"baseline-{batch}"
+    config = ConsumerConfig(name=name, ack_policy=AckPolicy.NONE, mem_storage=True)
+    await js.add_consumer("BENCH", config)
+    subscription = await js.pull_subscribe_bind(consumer=name, stream="BENCH")
+    started = time.perf_counter()
+    seen = 0
+    while seen < msgs:
+        for msg in await subscription.fetch(batch, timeout=10):
+            seen += 1
+            _ = msg.metadata.sequence.stream
+    elapsed = time.perf_counter() - started
+    await subscription.unsubscribe()
+    await js.delete_consumer("BENCH", name)
+    return elapsed
+
+
 async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="scrub-bench-"))
     port = free_port()
@@ -101,12 +122,19 @@ async def main(args: argparse.Namespace) -> None:
                 f"batch {batch:5d}: scan only  {none.scanned} msgs in {elapsed:.2f}s = "
                 f"{none.scanned / elapsed:,.0f} msgs/s (deleted {none.deleted})"
             )
+        for batch in args.batch:
+            elapsed = await fetch_baseline(js, args.msgs, batch)
+            print(f"batch {batch:5d}: nats-py fetch, reading only: {args.msgs / elapsed:,.0f} msgs/s")
         started = time.perf_counter()
         [result] = await scrub_streams(js, [("BENCH", None)], PERSON, batch=args.batch[-1])
         elapsed = time.perf_counter() - started
+        started = time.perf_counter()
+        await scrub_streams(js, [("BENCH", None)], NOBODY, batch=args.batch[-1])
+        scan_s = time.perf_counter() - started
         print(
             f"scrub: {result.scanned} scanned, {result.deleted} erased in {elapsed:.2f}s "
-            f"({result.scanned / elapsed:,.0f} msgs/s overall)"
+            f"({result.scanned / elapsed:,.0f} msgs/s overall; about "
+            f"{(elapsed - scan_s) / max(1, result.deleted) * 1000:.1f} ms per erase)"
         )
         await nc.close()
         left = [str(path.relative_to(tmp)) for path in (tmp / "data").rglob("*") if holds_person(path)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from coop_runtime.streams import stream_config
+from ledger.adapters.consumer import rejection_body
 from ledger.adapters.jetstream import PipelinedPublisher
 from ledger.adapters.stream_scrub import (
     MAX_NEEDLES,
@@ -26,7 +28,8 @@ from ledger.adapters.stream_scrub import (
     needle_forms,
     scrub_streams,
 )
-from tests.support.servers import NatsServer
+from ledger.application.ledger import Outcome
+from tests.support.servers import NatsServer, free_port, wait_for
 
 NAME = "Zoë Dupont-Müller"
 EMAIL = "zoe.dupont@example.org"
@@ -128,7 +131,7 @@ def test_short_needles_are_ignored_and_bad_ones_refused() -> None:
 
 @pytest.mark.asyncio
 async def test_every_form_is_erased_and_nothing_else(nc: Client) -> None:
-    """Plain, JSON-escaped, \\u-escaped, upper-case e-mail, \\/ and header matches go; the rest stays, twice."""
+    """Each JSON form (escaped once or twice, \\u, \\/, upper-case e-mail, header) goes; the rest stays."""
     js = nc.jetstream()
     bodies = [
         event(0, {"display_name": NAME}),  # 1 plain UTF-8
@@ -145,7 +148,14 @@ async def test_every_form_is_erased_and_nothing_else(nc: Client) -> None:
     headers = [{} for _ in bodies]
     headers[8] = {"X-Account-Holder": HOLDER}
     await publish(nc, "ledger.out.party", bodies, headers)
-    await publish(nc, "ledger.rejected", [event(20, {"note": "kept"}), event(21, {"email": EMAIL})])
+    refused = Outcome(status="rejected", envelope_id="t-22", reason="invalid_fact", message="bad amount")
+    rejected = [
+        event(20, {"note": "kept"}),  # 1 kept
+        event(21, {"email": EMAIL}),  # 2
+        rejection_body(event(22, {"account_holder": HOLDER}, ensure_ascii=True), refused),  # 3 escaped twice
+        rejection_body(event(23, {"display_name": "Party 23"}), refused),  # 4 kept
+    ]
+    await publish(nc, "ledger.rejected", rejected)
     seen: list[tuple[str, int]] = []
 
     results = await scrub_streams(
@@ -156,12 +166,12 @@ async def test_every_form_is_erased_and_nothing_else(nc: Client) -> None:
         progress=lambda stream, scanned: seen.append((stream, scanned)),
     )
 
-    assert results == [ScrubResult("LEDGER_OUT", 10, 7, 0), ScrubResult("LEDGER_REJECTED", 2, 1, 0)]
+    assert results == [ScrubResult("LEDGER_OUT", 10, 7, 0), ScrubResult("LEDGER_REJECTED", 4, 2, 0)]
     assert await sequences(js, "LEDGER_OUT") == [2, 6, 8]
-    assert await sequences(js, "LEDGER_REJECTED") == [1]
-    assert seen[-1] == ("LEDGER_REJECTED", 2) and ("LEDGER_OUT", 10) in seen
+    assert await sequences(js, "LEDGER_REJECTED") == [1, 4]
+    assert seen[-1] == ("LEDGER_REJECTED", 4) and ("LEDGER_OUT", 10) in seen
     again = await scrub_streams(js, [("LEDGER_OUT", None), ("LEDGER_REJECTED", None)], PERSON)
-    assert again == [ScrubResult("LEDGER_OUT", 3, 0, 0), ScrubResult("LEDGER_REJECTED", 1, 0, 0)]
+    assert again == [ScrubResult("LEDGER_OUT", 3, 0, 0), ScrubResult("LEDGER_REJECTED", 2, 0, 0)]
 
 
 @pytest.mark.asyncio
@@ -261,5 +271,73 @@ async def test_erased_bytes_are_gone_from_the_store_dir(nc: Client, nats_server:
             f"{again[0].scanned / elapsed_s:,.0f} msgs/s"
         )
         assert [r.deleted for r in again] == [0, 0]
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[list[NatsServer]]:
+    """Three nats-servers in one JetStream cluster, as deployed (LEDGER_STREAM_REPLICAS=3)."""
+    routes = [free_port() for _ in range(3)]
+    servers = []
+    for i, route in enumerate(routes):
+        store = tmp_path / f"n{i}" / "nats-data"
+        store.mkdir(parents=True)
+        config = tmp_path / f"n{i}" / "nats.conf"
+        config.write_text(
+            f'server_name: n{i}\njetstream {{ store_dir: "{store}" }}\n'
+            f"cluster {{ name: scrub, listen: 127.0.0.1:{route}, "
+            f"routes: [{', '.join(f'nats://127.0.0.1:{r}' for r in routes)}] }}\n"
+        )
+        servers.append(NatsServer(store, config=config))
+    try:
+        yield [server.start() for server in servers]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_replicated_streams_keep_copies_in_their_raft_log(cluster: list[NatsServer]) -> None:
+    """On R3 streams each replica's raft log keeps erased messages; scaling to R1 and back drops them."""
+    client = await nats.connect([server.url for server in cluster])
+    try:
+        js = client.jetstream()
+        deadline = time.monotonic() + 30
+        while True:  # until the cluster has elected its meta leader
+            try:
+                await js.add_stream(stream_config("LEDGER_OUT", ["ledger.out.>"], 120.0, 3))
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+        bodies = [event(i, {"email": EMAIL if i % 10 == 3 else f"p{i}@example.net"}) for i in range(100)]
+        await publish(client, "ledger.out.party", bodies)
+        stores = [server.store_dir for server in cluster]
+
+        [result] = await scrub_streams(js, [("LEDGER_OUT", None)], [EMAIL])
+
+        assert result == ScrubResult("LEDGER_OUT", 100, 10, 0)
+
+        def only_in_raft_logs() -> list[list[str]] | None:
+            left = [holding(store, [EMAIL]) for store in stores]
+            return left if all("/_js_/" in hit for hits in left for hit in hits) else None
+
+        # the followers erase a moment after the leader answered; then the stream's own blocks are
+        # clean, but every replica keeps copies in the stream's raft log ($SYS/_js_/S-R3F-…/msgs)
+        left = await asyncio.to_thread(wait_for, only_in_raft_logs, 10, 0.1, "followers to erase")
+        assert all(left), left
+        for replicas in (1, 3):  # the R1 stream drops its raft group; back to R3 starts a new one
+            await js.update_stream(stream_config("LEDGER_OUT", ["ledger.out.>"], 120.0, replicas))
+            await asyncio.sleep(1)
+
+        def gone() -> bool:
+            return not any(holding(store, [EMAIL]) for store in stores)
+
+        await asyncio.to_thread(wait_for, gone, 20, 0.2, "the raft logs to be dropped")
+        info = await js.stream_info("LEDGER_OUT")
+        assert (info.state.messages, info.config.num_replicas) == (90, 3)
     finally:
         await client.close()

@@ -11,27 +11,47 @@ How a needle is found, as bytes:
 - as UTF-8, and in every form a JSON encoder may write it: ``"`` and ``\\`` escaped,
   ``\\/`` for ``/`` (PHP), ``\\u0026`` for ``<>&`` (Go), non-ASCII as ``\\uXXXX`` (Python's
   ``ensure_ascii``, lower- or upper-case hex, surrogate pairs above U+FFFF), each in NFC and
-  NFD (a composed or a decomposed ``ë``);
+  NFD (a composed or a decomposed ``ë``), and each of those escaped once more (a rejection on
+  ``LEDGER_REJECTED`` holds the refused message as a JSON string);
 - case-sensitively, except a needle containing ``@`` (an e-mail address), matched on
   ASCII-lower-cased bytes (the needle as given, lower- and upper-cased, so ``ZOË@…`` too);
 - needles shorter than :data:`MIN_NEEDLE_CHARS` characters are ignored: they would match
   unrelated messages (and delete other people's data); empty ones are a caller's error.
 
 Each stream is read once, from its first sequence to its last as of the start (messages
-stored after are newer data, not scanned), by an ephemeral pull consumer that acks nothing
-and changes no other consumer. A stream given with a limit (``LEDGER_IN``: the ack floor of
+stored after are newer data, not scanned), by an ephemeral consumer that acks nothing and
+changes no other consumer; its pull requests go on the connection itself and the messages are
+matched in the subscription's callback (about twice the rate of nats-py's ``fetch``; see
+bench/stream_scrub.py). Subjects and header names are not searched (the ledger writes no
+personal data there). A stream given with a limit (``LEDGER_IN``: the ack floor of
 the ledger's durable consumer, :func:`ack_floor`) keeps its messages above the limit (not
 processed yet: deleting them would lose facts); they are counted in ``skipped_unacked``
 and are scrubbed by a later run. Running twice deletes nothing the second time.
 
-What erasure leaves on disk is in docs: see the report in ``tests/ledger/integration/
-test_stream_scrub.py`` (single server, file storage: no copy left in the store directory).
+What is left on disk (nats-server 2.15, file storage; tests/ledger/integration/test_stream_scrub.py):
+
+- one server: nothing. Every file under the store directory was searched for every form of
+  the needles after erasing (first, last, middle messages; two 8 MB blocks; after a restart
+  too): no copy. The erase writes the whole block anew (temporary file, then rename), so the
+  old bytes are only in free space of the file system (and its snapshots, backups).
+- a cluster (``stream_replicas`` > 1, as deployed): the stream's blocks are clean on every
+  replica (the followers erase a moment after the leader answered), but each replica's raft
+  log of the stream (``<store>/jetstream/$SYS/_js_/S-R3F-*/msgs/*.blk``) keeps a copy of
+  every message stored since the stream's last raft snapshot (taken every 2 to 3 minutes,
+  or per 65,536 entries / 8 MB): idle, the copies were gone about 3 minutes after the scrub.
+  Under load (read in nats-server's code, not measured) a 4 MB log block is dropped only once
+  all of it is older than a snapshot, or rewritten once over half of it is. A purge
+  (even one that keeps everything) does not help; updating the stream to 1 replica and back
+  drops the raft logs at once (the stream has no copy elsewhere for that moment).
+- encrypted stores (``jetstream { cipher }``) are not overwritten: nats-server turns the
+  erase into a plain delete (the ciphertext stays until its block is compacted).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import secrets
 import unicodedata
@@ -63,17 +83,19 @@ MAX_NEEDLES = 64
 MIN_NEEDLE_CHARS = 4
 #: Longest needle accepted, in characters (an IBAN is 34, a URL rarely more than 2,000).
 MAX_NEEDLE_CHARS = 4096
-#: Most messages fetched per request.
+#: Most messages asked for by one pull request (``batch``).
 MAX_BATCH = 4096
 #: Pull requests open at once on a scan (each for ``batch`` messages).
 IN_FLIGHT_REQUESTS = 2
-#: Pull requests a scan may see refused (409: a leader change...) before it gives up.
+#: Pull requests a scan may see refused in a row (503, 409: a consumer not known yet on the
+#: server, a leader change...) before it gives up; the first retry waits this long, doubling.
 MAX_RETRIES = 10
+RETRY_DELAY_S = 0.05
 #: A progress line is logged every this many messages scanned (per stream).
 LOG_EVERY_MSGS = 10_000
 #: nats-server's error code for "sequence not found" (JSSequenceNotFoundErrF).
 SEQUENCE_NOT_FOUND = 10043
-#: The ephemeral consumer disappears this long after its last fetch if the run dies.
+#: The ephemeral consumer disappears this long after its last pull request if the run dies.
 CONSUMER_INACTIVE_S = 60.0
 
 log = structlog.get_logger("ledger.stream_scrub")
@@ -113,7 +135,7 @@ def _json_escaped(text: str, *, ascii_only: bool, upper_hex: bool, slash: bool, 
         code = ord(char)
         if char in _SHORT_ESCAPES:
             out.append(_SHORT_ESCAPES[char])
-        elif code < 0x20 or (html and char in _HTML) or (ascii_only and code > 0x7E):
+        elif code < 0x20 or (html and char in _HTML) or (ascii_only and code > 0x7F):
             out.append(_u_escape(code, upper_hex))
         elif slash and char == "/":
             out.append("\\/")
@@ -130,18 +152,19 @@ def needle_forms(needle: str) -> frozenset[bytes]:
     folded = "@" in needle
     texts = {needle, needle.lower(), needle.upper()} if folded else {needle}
     texts = {unicodedata.normalize(form, t) for t in texts for form in ("NFC", "NFD")}
-    forms: set[bytes] = set()
-    for text in texts:
-        forms.add(text.encode())
-        for ascii_only in (False, True):
-            for upper_hex in (False, True):
-                for slash in (False, True):
-                    for html in (False, True):
-                        escaped = _json_escaped(
-                            text, ascii_only=ascii_only, upper_hex=upper_hex, slash=slash, html=html
-                        )
-                        forms.add(escaped.encode())
+    once = {escaped for text in texts for escaped in _escapes(text)}
+    # escaped twice: a JSON text held in a JSON string (LEDGER_REJECTED's "original")
+    twice = {escaped for text in once - texts for escaped in _escapes(text)}
+    forms = {text.encode() for text in once | twice}
     return frozenset(form.lower() for form in forms) if folded else frozenset(forms)
+
+
+def _escapes(text: str) -> set[str]:
+    """``text`` as is and as each JSON encoder may escape it in a string."""
+    return {text} | {
+        _json_escaped(text, ascii_only=ascii_only, upper_hex=upper_hex, slash=slash, html=html)
+        for ascii_only, upper_hex, slash, html in itertools.product((False, True), repeat=4)
+    }
 
 
 def _alternation(forms: Iterable[bytes]) -> re.Pattern[bytes] | None:
@@ -214,6 +237,7 @@ async def scrub_streams(
     scrubber = _Scrubber(js, matcher, batch=batch, timeout_s=timeout_s, progress=progress)
     results: list[ScrubResult] = []
     for stream, limit in streams:
+        assert limit is None or limit >= 0, (stream, limit)
         if matcher.count == 0:
             results.append(ScrubResult(stream, 0, 0, 0))
             continue
@@ -319,6 +343,8 @@ class _Scrubber:
                 await self._check_end(reader)
                 continue
             if len(reader.open) < IN_FLIGHT_REQUESTS:
+                if reader.retries:  # the last request was refused: ask again a little later
+                    await asyncio.sleep(min(RETRY_DELAY_S * 2**reader.retries, 2.0))
                 reader.request += 1
                 reader.open[reader.request] = self.batch
                 await nc.publish(next_subject, request, reply=f"{inbox}.{reader.request}")
@@ -404,6 +430,7 @@ class _PullReader:
             self.error = f"message {self.consumer_seq + 1} of the scan was lost"
             return
         self.consumer_seq += 1
+        self.retries = 0
         seq = int(metadata.sequence.stream)
         if seq > self.last_seq:
             self.done = True  # newer than the scan: not scanned
@@ -415,15 +442,14 @@ class _PullReader:
             self.done = True
 
     def _status(self, status: str, msg: Msg) -> None:
+        description = str((msg.headers or {}).get("Description", ""))
         if status in ("404", "408"):  # no message, or none before the request expired
             self.nothing_left = True
-        elif (
-            status == "409"
-            and "consumer deleted" not in str((msg.headers or {}).get("Description", "")).lower()
-            and self.retries < MAX_RETRIES
+        elif self.retries < MAX_RETRIES and (
+            # 503: no responders, the new consumer is not known on this server yet (a cluster);
+            # 409: a leader change, too many waiting requests
+            status == "503" or (status == "409" and "consumer deleted" not in description.lower())
         ):
-            self.retries += 1  # a leader change, too many waiting requests: asked again
+            self.retries += 1
         else:
-            self.error = (
-                f"JetStream answered {status or 'no status'} {(msg.headers or {}).get('Description', '')}"
-            )
+            self.error = f"JetStream answered {status or 'no status'} {description}".strip()
