@@ -123,9 +123,11 @@ def test_ledger_role_runs_the_real_service_end_to_end(stack: Stack) -> None:
     publishes the report's figures, with no permissions violation on the way."""
     report = stack.ledger.get_json("/report")
     offline = json.loads(run_cli("report", "--events", str(EXAMPLE), "--format", "json").stdout)
-    for key in ("introductions", "commissions", "balances", "donations", "trial_balance", "head"):
+    for key in ("introductions", "commissions", "balances", "donations", "trial_balance"):
         assert report[key] == offline[key], key
-    assert report["head"]["position"] == EXAMPLE_FACTS
+    # (the chain covers the stored bytes, whose personal fields are sealed: a replay of the
+    # export reproduces the head, a replay of the plaintext input its position only)
+    assert report["head"]["position"] == offline["head"]["position"] == EXAMPLE_FACTS
     assert len(report["commissions"]) >= 1
     assert stack.ledger.metric("ledger_derived_events_published_total") > 0
     assert not service_violations(stack.nats.log())
