@@ -195,3 +195,28 @@ def test_erasure_in_the_ledger() -> None:
     assert (
         isinstance(stored, f.IntroducerRegistered) and stored.display_name == ERASED and stored.email is None
     )
+
+
+def test_an_erasure_interrupted_before_its_key_is_destroyed_is_redone_after_a_restart() -> None:
+    """A crash between storing the erasure and destroying the key: the next process reads the
+    person's values again (to scrub) and destroys the key; a crash after it finds nothing more
+    to scrub and nothing to destroy, and every view reads erased."""
+    store = MemoryFactStore()
+    first = ledger_on(store, keyring(store))
+    registration = envelope("introducer.registered", REGISTRATION, id="reg-1")
+    erase = envelope(
+        "party.erased",
+        {"party_type": "introducer", "party_id": "int-zoe", "requested_by": "dpo", "approved_by": "tre"},
+        id="erase-1",
+    )
+    first.ingest([registration, erase])  # ... and the process dies here, the key still there
+    party = PartyRef("introducer", "int-zoe")
+    second = ledger_on(store, keyring(store))
+    second.catch_up()
+    [(_, _, needles)] = second.pending_erasures()
+    assert "zoe@example.org" in needles and second.index.names["int-zoe"] == ERASED
+    assert second.complete_erasure(party)
+    third = ledger_on(store, keyring(store))
+    third.catch_up()
+    assert [(p, n) for p, _, n in third.pending_erasures()] == [(party, [])]
+    assert not third.complete_erasure(party) and third.index.names["int-zoe"] == ERASED
