@@ -243,6 +243,47 @@ def test_compose_file_passes_docker_compose_config(tmp_path: Path) -> None:
     assert "set NATS_CLUSTER_PASSWORD in .env" in proc.stdout + proc.stderr
 
 
+def refused_master_key(text: str) -> str:
+    """The ledger's refusal of a master key placeholder (what `ledger serve` logs before
+    exiting 2); fails the test when the placeholder would be accepted as a key."""
+    from ledger.adapters.keyring import KeyringError, MasterKeys
+
+    with pytest.raises(KeyringError) as refused:
+        MasterKeys.parse(text)
+    return str(refused.value)
+
+
+def test_compose_gives_the_ledger_its_master_key_from_env(tmp_path: Path) -> None:
+    """Both ledger replicas take LEDGER_MASTER_KEYS from .env (one key for both; the default
+    key file would be per container), compose refuses to start without it, the notifier does
+    not get it, and .env.example's placeholder is refused by the ledger itself (nobody runs
+    on a published key)."""
+    services = load_yaml(COMPOSE)["services"]
+    assert services["ledger"]["environment"]["LEDGER_MASTER_KEYS"].startswith("${LEDGER_MASTER_KEYS:?")
+    assert not any("MASTER" in name for name in services["notifier"]["environment"])
+    example = dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", (COMPOSE.parent / ".env.example").read_text(), re.M))
+    assert "ledger keys generate" in refused_master_key(example["LEDGER_MASTER_KEYS"])
+    binary = tool("docker-compose", "docker-compose")
+    without = tmp_path / "without-key.env"
+    without.write_text(
+        "".join(f"{name}={value}\n" for name, value in example.items() if name != "LEDGER_MASTER_KEYS")
+    )
+    proc = run(binary, "-f", str(COMPOSE), "--env-file", str(without), "config", "-q", env=compose_env())
+    assert proc.returncode != 0
+    assert "set LEDGER_MASTER_KEYS in .env" in proc.stdout + proc.stderr
+    proc = run(
+        binary,
+        "-f",
+        str(COMPOSE),
+        "--env-file",
+        str(COMPOSE.parent / ".env.example"),
+        "config",
+        env=compose_env(),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"LEDGER_MASTER_KEYS: {example['LEDGER_MASTER_KEYS']}" in proc.stdout
+
+
 def deployed_variables() -> dict[str, set[str]]:
     """Every LEDGER_*/NOTIFIER_* variable that compose.yaml and the Kubernetes manifests set,
     by file."""
@@ -325,6 +366,28 @@ def test_k8s_manifests_are_consistent() -> None:
             selector.items() <= w["spec"]["template"]["metadata"]["labels"].items()
             for w in workloads.values()
         ), service["metadata"]["name"]
+
+
+def test_k8s_ledger_gets_its_master_key_from_the_secret() -> None:
+    """Every ledger pod takes LEDGER_MASTER_KEYS from the coop-secrets Secret (one key for
+    every replica; the default key file would be per pod on an emptyDir), never from a
+    ConfigMap; the notifier does not get it; the example Secret's placeholder is refused by
+    the ledger itself."""
+    docs = k8s_documents()
+    workloads = {d["metadata"]["name"]: d for d in docs if d["kind"] in {"Deployment", "StatefulSet"}}
+    [container] = workloads["ledger"]["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    assert env["LEDGER_MASTER_KEYS"]["valueFrom"]["secretKeyRef"] == {
+        "name": "coop-secrets",
+        "key": "LEDGER_MASTER_KEYS",
+    }
+    for doc in docs:
+        if doc["kind"] == "ConfigMap":
+            assert not any("MASTER" in key for key in doc["data"]), doc["metadata"]["name"]
+    [notifier] = workloads["notifier"]["spec"]["template"]["spec"]["containers"]
+    assert not any("MASTER" in item["name"] for item in notifier.get("env", []))
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "coop-secrets")
+    assert "ledger keys generate" in refused_master_key(secret["stringData"]["LEDGER_MASTER_KEYS"])
 
 
 def test_k8s_nats_config_is_the_repository_config_and_valid(tmp_path: Path) -> None:

@@ -127,7 +127,10 @@ def test_closing_a_month_issues_one_statement_per_party_and_the_links_open_only_
                     "json",
                 ).stdout
             )
-            assert {k: v for k, v in data["statement"].items() if k != "truncated"} == expected, key
+            got = {k: v for k, v in data["statement"].items() if k != "truncated"}
+            # (the chain covers sealed personal fields: a plaintext replay has the same position)
+            assert got.pop("head")["position"] == expected.pop("head")["position"], key
+            assert got == expected, key
         client = found["client/cli-cabinet-dupont"]
         assert [d["vendor_commission_id"] for d in client["statement"]["disclosures"]] == ["vc-1"]
         assert client["statement"]["party_name"] == "Cabinet Dupont"

@@ -23,6 +23,7 @@ from ledger.adapters.consumer import REJECTED_SUBJECT
 from ledger.adapters.docs import asyncapi_page, openapi_document, openapi_page
 from ledger.adapters.eventstore import EventSourcedFactStore
 from ledger.adapters.heap import DEFAULT_FREEZE_EVERY_FACTS, HeapFreezer
+from ledger.adapters.keyring import AesGcmKeyring, MasterKeys
 from ledger.adapters.memory_store import MemoryFactStore
 from ledger.adapters.metrics import LedgerMetrics
 from ledger.adapters.query_api import http_routes, nats_answer, statement_pages
@@ -30,8 +31,10 @@ from ledger.adapters.service import LedgerService
 from ledger.application.admission import webhook_admission
 from ledger.application.ledger import Ledger
 from ledger.application.outbound import OUTBOUND_MODELS
+from ledger.application.ports import FactStore
 from ledger.application.queries import View
 from ledger.application.schemas import generate_schemas
+from ledger.application.sealing import Sealer
 from ledger.settings import Settings
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "all_schema_files",
     "build_app",
     "build_ephemeral_ledger",
+    "build_keyring",
     "build_ledger",
     "build_store",
     "utc_now",
@@ -54,13 +58,29 @@ def build_store(settings: Settings, metrics: LedgerMetrics | None = None) -> Eve
     return EventSourcedFactStore(settings.eventsourcing_env(), on_commit=on_commit)
 
 
+def build_keyring(settings: Settings, store: FactStore) -> AesGcmKeyring:
+    """The persons' data keys in ``store``, wrapped by the configured master keys; raises
+    :class:`KeyringError` when those do not fit the store (missing or wrong key)."""
+    keyring = AesGcmKeyring(store, MasterKeys.parse(settings.master_keys_text()))
+    keyring.check()
+    return keyring
+
+
 def build_ledger(settings: Settings, store: EventSourcedFactStore | None = None) -> Ledger:
     """A ledger on the configured store, or on ``store`` (not yet caught up: call
     ``catch_up``); its long-lived state is frozen out of the garbage collector's way every
-    ``LEDGER_HEAP_FREEZE_EVERY_FACTS`` facts."""
+    ``LEDGER_HEAP_FREEZE_EVERY_FACTS`` facts. Personal fields are sealed with the persons'
+    data keys (:func:`build_keyring`)."""
     freezer = HeapFreezer(settings.heap_freeze_every_facts)
     admission = webhook_admission(settings.webhook_allow_list())
-    return Ledger(store or build_store(settings), utc_now, on_growth=freezer.note, admission=admission)
+    store = store or build_store(settings)
+    return Ledger(
+        store,
+        utc_now,
+        on_growth=freezer.note,
+        admission=admission,
+        sealer=Sealer(build_keyring(settings, store)),
+    )
 
 
 def build_ephemeral_ledger(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import os
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal
@@ -112,6 +115,13 @@ class Settings(NatsClientSecurity, BaseSettings):
     payout_debtor_chf_bic: str | None = None
     payout_debtor_eur_iban: str | None = None
     payout_debtor_eur_bic: str | None = None
+    #: Master keys wrapping the persons' data keys (personal data is sealed with those):
+    #: ``id:base64key,...`` (32-byte keys, newest first; older ones until `ledger keys
+    #: rotate` has rewrapped everything). Unset: the key in ``LEDGER_MASTER_KEY_FILE``.
+    master_keys: SecretStr | None = None
+    #: Where the master key is kept when ``LEDGER_MASTER_KEYS`` is unset (created, mode 0600,
+    #: the first time). Default: ``master.key`` under ``LEDGER_DATA_DIR``.
+    master_key_file: Path | None = None
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -197,6 +207,28 @@ class Settings(NatsClientSecurity, BaseSettings):
             "(sqlite, postgresql, memory)"
         )
 
+    def master_keys_text(self) -> str:
+        """``LEDGER_MASTER_KEYS``, or the key file's content (created when missing); an
+        in-memory store gets a key of its own, lost with it."""
+        if self.master_keys is not None and self.master_keys.get_secret_value().strip():
+            return self.master_keys.get_secret_value()
+        if self.resolved_store_url().startswith("memory") and self.master_key_file is None:
+            return "memory:" + base64.b64encode(os.urandom(32)).decode()
+        path = self.master_key_file or self.data_dir / "master.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = f"local:{base64.b64encode(os.urandom(32)).decode()}\n"
+            scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(fresh)
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+                os.link(scratch, path)
+            scratch.unlink()
+        return path.read_text().strip()
+
     def effective(self) -> dict[str, object]:
         """The configuration to log at start-up, secrets hidden."""
         shown = self.model_dump(mode="json")
@@ -205,6 +237,7 @@ class Settings(NatsClientSecurity, BaseSettings):
         shown["auditor_token"] = "***" if self.auditor_token is not None else None
         shown["nats_password"] = "***" if self.nats_password is not None else None
         shown["pg_password"] = "***" if self.pg_password is not None else None
+        shown["master_keys"] = "***" if self.master_keys is not None else None
         shown["nats_url"] = self.redacted_nats_url()
         for field in ("payout_debtor_chf_iban", "payout_debtor_eur_iban"):
             value = getattr(self, field)

@@ -136,6 +136,12 @@ VALID: dict[str, dict[str, Any]] = {
         "lines": [{"beneficiary_id": "int-bob", "currency": "CHF", "amount": "120.50"}],
     },
     "payout_run.approved": {"run_id": "run-2025-03", "date": "2025-04-03", "approved_by": "tre-luc"},
+    "party.erased": {
+        "party_type": "client",
+        "party_id": "cli-a",
+        "requested_by": "dpo-ana",
+        "approved_by": "tre-luc",
+    },
     "rebate.passed_through": {
         "pass_through_id": "PT-1",
         "client_id": "cli-a",

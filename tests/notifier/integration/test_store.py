@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier.adapters.store import SqliteAlertStore
+from notifier.adapters.store import SCHEMA_VERSION, SqliteAlertStore
 from notifier.domain.events import AlertKey
 from tests.conftest import EXAMPLES
 from tests.notifier.support import (
@@ -167,7 +167,7 @@ def test_a_large_statement_is_read_but_not_a_large_commission_event() -> None:
 
 @pytest.mark.asyncio
 async def test_a_schema_1_store_is_migrated_with_its_introducers_and_what_was_sent(tmp_path: Path) -> None:
-    """A schema-1 store opens as schema 2 with its introducers in the directory and nothing sent again."""
+    """A schema-1 store opens as the current schema with its introducers in the directory and nothing sent again."""
     import sqlite3
 
     path = tmp_path / "n.sqlite3"
@@ -198,6 +198,8 @@ async def test_a_schema_1_store_is_migrated_with_its_introducers_and_what_was_se
     await again.feed(envs)
     assert again.email.sent == [] and again.store.counts()["sent"] == len(MARIE)
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            SCHEMA_VERSION,
+        )
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "introducers" not in tables and "parties" in tables

@@ -50,6 +50,7 @@ def test_status_reads_the_store_and_bad_config_is_refused(tmp_path: Path) -> Non
     assert result.returncode == 0 and json.loads(result.stdout) == {
         "advisers": 0,
         "clients": 0,
+        "erased_parties": 0,
         "introducers": 0,
         "waiting_events": 0,
     }

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid5
 
 import orjson
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.sqlite import SQLiteDatastore
 
 from ledger.application.ports import IntegrityCheckError, PositionConflictError, StoredFact
 
@@ -73,6 +77,7 @@ class EventSourcedFactStore:
         self.app = FactLogApplication(env=env)
         self._tracking = self.app.factory.tracking_recorder()
         self._on_commit = on_commit
+        self._keys = _DataKeyTable(self.app.recorder, env.get("SQLITE_DBNAME"))
 
     def published_position(self, consumer: str) -> int:
         """How far ``consumer`` (e.g. the outbox) got through the log."""
@@ -196,5 +201,110 @@ class EventSourcedFactStore:
                 self.app.events.put([created])
         raise RuntimeError(f"the deployment key {name!r} could not be created nor read")
 
+    def data_key(self, owner: str) -> tuple[str, bytes] | None:
+        return self._keys.get(owner)
+
+    def add_data_key(self, owner: str, master_id: str, wrapped: bytes) -> tuple[str, bytes]:
+        return self._keys.add(owner, master_id, wrapped)
+
+    def rewrap_data_key(self, owner: str, old_master_id: str, master_id: str, wrapped: bytes) -> bool:
+        return self._keys.rewrap(owner, old_master_id, master_id, wrapped)
+
+    def delete_data_key(self, owner: str) -> bool:
+        return self._keys.delete(owner)
+
+    def data_key_owners(self) -> list[tuple[str, str]]:
+        return self._keys.owners()
+
     def close(self) -> None:
         self.app.close()
+
+
+#: The persons' data keys live in a table of their own (``ledger_data_keys``) beside the
+#: recorder's, since erasure deletes rows (the log itself is append-only).
+
+
+class _DataKeyTable:
+    """Wrapped data keys in the store's database (SQLite or PostgreSQL), or in memory when
+    the recorder has no database (``memory:``)."""
+
+    def __init__(self, recorder: object, sqlite_path: str | None) -> None:
+        datastore = getattr(recorder, "datastore", None)
+        self._sqlite = isinstance(datastore, SQLiteDatastore)
+        self._datastore = datastore if isinstance(datastore, (SQLiteDatastore, PostgresDatastore)) else None
+        self._sqlite_path = (
+            sqlite_path if self._sqlite and sqlite_path and "memory" not in sqlite_path else None
+        )
+        self._memory: dict[str, tuple[str, bytes]] = {}
+        if self._datastore is not None:
+            self._execute(
+                "CREATE TABLE IF NOT EXISTS ledger_data_keys "
+                + (
+                    "(owner TEXT PRIMARY KEY, master_id TEXT NOT NULL, wrapped BLOB NOT NULL)"
+                    if self._sqlite
+                    else "(owner TEXT PRIMARY KEY, master_id TEXT NOT NULL, wrapped BYTEA NOT NULL)"
+                )
+            )
+
+    def _execute(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        assert self._datastore is not None
+        if not self._sqlite:
+            sql = sql.replace("?", "%s")
+        with self._datastore.transaction(commit=True) as wrapped_cursor:
+            cursor: Any = getattr(wrapped_cursor, "sqlite_cursor", wrapped_cursor)
+            if self._sqlite and sql.startswith("DELETE"):
+                cursor.execute("PRAGMA secure_delete = ON")  # overwrite the deleted key's bytes
+            cursor.execute(sql, params)
+            if cursor.description is None:
+                return [(cursor.rowcount,)]
+            return [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in cursor.fetchall()]
+
+    def get(self, owner: str) -> tuple[str, bytes] | None:
+        if self._datastore is None:
+            return self._memory.get(owner)
+        rows = self._execute("SELECT master_id, wrapped FROM ledger_data_keys WHERE owner = ?", (owner,))
+        if not rows:
+            return None
+        master_id, wrapped = rows[0]
+        assert isinstance(wrapped, (bytes, bytearray, memoryview)), type(wrapped)
+        return (str(master_id), bytes(wrapped))
+
+    def add(self, owner: str, master_id: str, wrapped: bytes) -> tuple[str, bytes]:
+        if self._datastore is None:
+            return self._memory.setdefault(owner, (master_id, wrapped))
+        self._execute(
+            "INSERT INTO ledger_data_keys (owner, master_id, wrapped) VALUES (?, ?, ?) "
+            "ON CONFLICT (owner) DO NOTHING",
+            (owner, master_id, wrapped),
+        )
+        kept = self.get(owner)
+        assert kept is not None, owner
+        return kept
+
+    def rewrap(self, owner: str, old_master_id: str, master_id: str, wrapped: bytes) -> bool:
+        if self._datastore is None:
+            if self._memory.get(owner, ("",))[0] != old_master_id:
+                return False
+            self._memory[owner] = (master_id, wrapped)
+            return True
+        [(count,)] = self._execute(
+            "UPDATE ledger_data_keys SET master_id = ?, wrapped = ? WHERE owner = ? AND master_id = ?",
+            (master_id, wrapped, owner, old_master_id),
+        )
+        return bool(count)
+
+    def delete(self, owner: str) -> bool:
+        if self._datastore is None:
+            return self._memory.pop(owner, None) is not None
+        [(count,)] = self._execute("DELETE FROM ledger_data_keys WHERE owner = ?", (owner,))
+        if self._sqlite_path is not None:
+            # the write-ahead log may still hold the page as it was: fold it in and empty it
+            with contextlib.closing(sqlite3.connect(self._sqlite_path, timeout=30)) as db:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return bool(count)
+
+    def owners(self) -> list[tuple[str, str]]:
+        if self._datastore is None:
+            return sorted((owner, master_id) for owner, (master_id, _) in self._memory.items())
+        rows = self._execute("SELECT owner, master_id FROM ledger_data_keys ORDER BY owner")
+        return [(str(owner), str(master_id)) for owner, master_id in rows]

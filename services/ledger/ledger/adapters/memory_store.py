@@ -24,6 +24,7 @@ class MemoryFactStore:
         self._tracking: dict[str, int] = {}
         self._statements: dict[str, bytes] = {}
         self._keys: dict[str, bytes] = {}
+        self._data_keys: dict[str, tuple[str, bytes]] = {}
 
     def append(self, facts: Sequence[StoredFact]) -> None:
         if not facts:
@@ -62,5 +63,25 @@ class MemoryFactStore:
     def deployment_key(self, name: str) -> bytes:
         return self._keys.setdefault(name, secrets.token_bytes(32))
 
+    def data_key(self, owner: str) -> tuple[str, bytes] | None:
+        return self._data_keys.get(owner)
+
+    def add_data_key(self, owner: str, master_id: str, wrapped: bytes) -> tuple[str, bytes]:
+        return self._data_keys.setdefault(owner, (master_id, wrapped))
+
+    def rewrap_data_key(self, owner: str, old_master_id: str, master_id: str, wrapped: bytes) -> bool:
+        known = self._data_keys.get(owner)
+        if known is None or known[0] != old_master_id:
+            return False
+        self._data_keys[owner] = (master_id, wrapped)
+        return True
+
+    def delete_data_key(self, owner: str) -> bool:
+        return self._data_keys.pop(owner, None) is not None
+
+    def data_key_owners(self) -> list[tuple[str, str]]:
+        return sorted((owner, master_id) for owner, (master_id, _) in self._data_keys.items())
+
     def close(self) -> None:
         self._facts.clear()
+        self._data_keys.clear()

@@ -79,6 +79,17 @@ class LedgerMetrics:
             ["kind"],
             registry=r,
         )
+        self.erasures_completed = Counter(
+            "ledger_erasures_completed_total",
+            "Erasures completed (streams scrubbed, the person's data key destroyed).",
+            registry=r,
+        )
+        self.scrubbed_messages = Counter(
+            "ledger_scrubbed_messages_total",
+            "Stream messages deleted because they held an erased person's data.",
+            ["stream"],
+            registry=r,
+        )
         self.publish_errors = Counter(
             "ledger_publish_errors_total", "Failed attempts to publish derived events (retried).", registry=r
         )

@@ -134,8 +134,12 @@ class Outbox:
         checkpoint_interval_s: float,
         checkpoint_every_facts: int,
         on_progress: Callable[[], None],
+        scrub: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
+        """``scrub`` removes the messages holding any of the given personal values from the
+        streams the ledger owns (an erasure's copies outside the log)."""
         assert checkpoint_every_facts >= 1, checkpoint_every_facts
+        self._scrub = scrub
         self._pipeline = pipeline
         self._run_store = run_store
         self._publisher = publisher
@@ -166,11 +170,29 @@ class Outbox:
                     await asyncio.wait_for(stopping.wait(), self._retry_delay_s)
 
     async def drain(self) -> None:
-        """Publish everything stored and not yet published."""
+        """Publish everything stored and not yet published. An erasure completes before the
+        chunk that announces it goes out: every earlier event is out by then (scrubbed), and
+        this chunk's were derived from the redacted facts."""
+        await self._complete_erasures(self._pipeline.published)
         while (chunk := await self._run_store(self._pipeline.outbox_chunk)) is not None:
+            await self._complete_erasures(chunk.upto)  # type: ignore[attr-defined]
             await self._publish_events(chunk.events)  # type: ignore[attr-defined]
             await self._run_store(self._pipeline.outbox_done, chunk)
             self._on_progress()
+
+    async def _complete_erasures(self, upto: int) -> None:
+        """Scrub the streams of each pending erasure up to position ``upto``, then destroy the
+        person's data key (a crash in between redoes both: the key is still there)."""
+        ledger = self._pipeline.ledger
+        pending = await self._run_store(ledger.pending_erasures)
+        for party, position, needles in pending:  # type: ignore[attr-defined]
+            if position > upto:
+                continue
+            if needles and self._scrub is not None:
+                await self._scrub(needles)
+            destroyed = await self._run_store(ledger.complete_erasure, party)
+            self._metrics.erasures_completed.inc()
+            log.info("erasure completed", party_kind=party.kind, position=position, key_destroyed=destroyed)
 
     async def _publish_events(self, events: Sequence[DerivedEvent]) -> None:
         recorded = self._pipeline.ledger.index.recorded_at

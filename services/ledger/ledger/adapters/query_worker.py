@@ -26,7 +26,11 @@ from ledger.adapters.answers import Answer, compute_answer
 from ledger.application.ledger import Ledger
 from ledger.application.queries import ReportQuery
 
-__all__ = ["compute_in_worker", "start_worker_pool"]
+__all__ = ["MASTER_KEYS_ENTRY", "compute_in_worker", "start_worker_pool"]
+
+#: The entry of a worker's environment that carries the master keys (not an eventsourcing
+#: setting: the worker takes it out before opening the store).
+MASTER_KEYS_ENTRY = "LEDGER_MASTER_KEYS"
 
 _LEDGER: Ledger | None = None
 _PR_SET_PDEATHSIG = 1
@@ -57,10 +61,16 @@ def _initialize(env: dict[str, str], parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     global _LEDGER  # noqa: PLW0603 - one ledger per worker process
     from ledger.adapters.eventstore import EventSourcedFactStore
+    from ledger.adapters.keyring import AesGcmKeyring, MasterKeys
+    from ledger.application.sealing import Sealer
 
+    env = dict(env)
+    masters = MasterKeys.parse(env.pop(MASTER_KEYS_ENTRY))
+    store = EventSourcedFactStore(env)
     # the worker only reads: its ledger never records, so its clock is never asked
-    _LEDGER = Ledger(EventSourcedFactStore(env), lambda: datetime.now(UTC))
+    _LEDGER = Ledger(store, lambda: datetime.now(UTC), sealer=Sealer(AesGcmKeyring(store, masters)))
     _LEDGER.catch_up()
+    _LEDGER.index.pending_erasures.clear()  # the service completes erasures, not its workers
 
 
 def compute_in_worker(query: ReportQuery, at_least: int) -> tuple[int, Answer]:
@@ -70,6 +80,7 @@ def compute_in_worker(query: ReportQuery, at_least: int) -> tuple[int, Answer]:
     assert ledger is not None, "worker not initialised"
     if ledger.head_position < at_least:
         ledger.catch_up()
+        ledger.index.pending_erasures.clear()
     assert ledger.head_position >= at_least, (ledger.head_position, at_least)
     return ledger.index.head.position, compute_answer(ledger, query)
 

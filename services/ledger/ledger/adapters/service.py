@@ -28,6 +28,8 @@ from ledger.adapters.jetstream import PipelinedPublisher
 from ledger.adapters.metrics import LedgerMetrics
 from ledger.adapters.outbox import CheckpointMismatchError, Outbox
 from ledger.adapters.query_api import QueryService
+from ledger.adapters.query_worker import MASTER_KEYS_ENTRY
+from ledger.adapters.stream_scrub import MAX_NEEDLES, ack_floor, scrub_streams
 from ledger.application.ledger import Ledger
 from ledger.application.links import StatementLinks
 from ledger.application.pipeline import Pipeline
@@ -67,6 +69,7 @@ class LedgerService:
         self.ready_reason = "starting"
         self._publisher: PipelinedPublisher | None = None
         self._subscription: JetStreamContext.PullSubscription | None = None
+        self._js: JetStreamContext | None = None
         self.consumer = InboundConsumer(
             pipeline=self.pipeline,
             run_store=self.run,
@@ -87,6 +90,7 @@ class LedgerService:
             checkpoint_interval_s=settings.checkpoint_interval_s,
             checkpoint_every_facts=settings.checkpoint_every_facts,
             on_progress=self.update_gauges,
+            scrub=self._scrub_streams,
         )
         self.queries = QueryService(
             ledger,
@@ -94,7 +98,9 @@ class LedgerService:
             workers=settings.query_workers,
             max_concurrent=settings.max_concurrent_queries,
             token=settings.query_token,
-            worker_env=None if settings.resolved_store_url() == "memory:" else settings.eventsourcing_env(),
+            worker_env=None
+            if settings.resolved_store_url() == "memory:"
+            else {**settings.eventsourcing_env(), MASTER_KEYS_ENTRY: settings.master_keys_text()},
             auditor_token=settings.auditor_token,
         )
 
@@ -149,8 +155,29 @@ class LedgerService:
     def _waiting(self, reason: str) -> None:
         self.ready_reason = reason
 
+    async def _scrub_streams(self, needles: list[str]) -> None:
+        """Delete, from the streams the ledger owns, every message holding one of an erased
+        person's values (LEDGER_IN only up to what the ledger has acknowledged)."""
+        js = self._js
+        if js is None:
+            raise RuntimeError("the streams are not open yet")
+        floor = await ack_floor(js, "LEDGER_IN", self.settings.consumer_name)
+        streams = [("LEDGER_OUT", None), ("LEDGER_REJECTED", None), ("LEDGER_IN", floor)]
+        for start in range(0, len(needles), MAX_NEEDLES):
+            group = needles[start : start + MAX_NEEDLES]
+            for result in await scrub_streams(js, streams, group, timeout_s=self.settings.publish_timeout_s):
+                self.metrics.scrubbed_messages.labels(result.stream).inc(result.deleted)
+                log.info(
+                    "stream scrubbed",
+                    stream=result.stream,
+                    scanned=result.scanned,
+                    deleted=result.deleted,
+                    left_unacked=result.skipped_unacked,
+                )
+
     async def _open_then_run(self, broker: NatsBroker) -> None:
         js = broker.config.connection_state.stream
+        self._js = js
         for name, subjects in STREAMS:
             config = stream_config(
                 name, subjects, self.settings.duplicate_window_s, self.settings.stream_replicas

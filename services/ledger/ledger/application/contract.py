@@ -55,10 +55,12 @@ from ledger.application.fields import (
     has_control_characters,
     is_envelope_id,
 )
+from ledger.application.sealing import TOKEN_PREFIX, Keyring, is_token, open_data
 from ledger.domain import facts as f
 from ledger.domain.calendar import MAX_MONTHS
 from ledger.domain.money import fits_currency, minor_unit_exponent
 from ledger.domain.periods import month_end
+from ledger.domain.personal import personal_fields_of
 
 __all__ = [
     "INBOUND_TYPES",
@@ -67,6 +69,7 @@ __all__ = [
     "Envelope",
     "ParsedFact",
     "Rejection",
+    "fact_of_stored",
     "fact_to_data",
     "parse_envelope",
     "type_of_fact",
@@ -542,6 +545,30 @@ class PeriodClosedV1(_Data):
         return self
 
 
+class PartyErasedV1(_Data):
+    """A person's personal data erased at their request (right to erasure): their data
+    key is destroyed; ids, amounts and figures stay. No personal data in it. Rule the
+    schema cannot express: ``requested_by`` and ``approved_by`` are two different people
+    (``approval_required``)."""
+
+    TYPE: ClassVar[str] = "coop.ledger.party.erased.v1"
+    FACT: ClassVar[type] = f.PartyErased
+    party_type: Literal["introducer", "client", "adviser"]
+    party_id: Id
+    requested_by: Id
+    approved_by: Id
+
+    @model_validator(mode="after")
+    def _four_eyes(self) -> PartyErasedV1:
+        if self.requested_by == self.approved_by:
+            raise PydanticCustomError(
+                "approval_required",
+                "an erasure needs two people: approved_by must differ from requested_by ({who})",
+                {"who": self.requested_by},
+            )
+        return self
+
+
 # Envelope ------------------------------------------------------------------------------
 
 _EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
@@ -666,6 +693,7 @@ REASON_CODES = frozenset(
         "period_out_of_order",
         "invalid_iban",
         "unknown_run",
+        "party_erased",
     }
 )
 
@@ -731,8 +759,12 @@ def _count_keys(node: Any) -> int:
     return 0
 
 
-def parse_envelope(raw: bytes | str) -> ParsedFact:
-    """Validate one inbound message against the contract, or raise :class:`Rejection`."""
+def parse_envelope(raw: bytes | str, *, sealed: bool = False) -> ParsedFact:
+    """Validate one inbound message against the contract, or raise :class:`Rejection`.
+
+    A personal field holding a sealed token (``pd1:...``) is refused (``invalid_value``):
+    tokens are what the log stores, never what a sender sends. With ``sealed`` (a replay of
+    an exported log, whose keys stay in the store) each token reads as erased instead."""
     data = raw.encode() if isinstance(raw, str) else raw
     size = len(data)
     if size > MAX_MESSAGE_BYTES:
@@ -755,18 +787,37 @@ def parse_envelope(raw: bytes | str) -> ParsedFact:
     model = INBOUND_TYPES.get(envelope.type)
     if model is None:
         raise Rejection("unknown_type", f"unknown type {envelope.type[:100]!r}", envelope.id)
+    fields = envelope.data
+    tokens = [name for name in personal_fields_of(model.FACT) if is_token(fields.get(name))]
+    if tokens and not sealed:
+        message = (
+            f"data.{tokens[0]}: values starting with {TOKEN_PREFIX!r} are reserved for sealed personal data"
+        )
+        raise Rejection("invalid_value", message, envelope.id)
+    if tokens:
+        fields = open_data(model.FACT, fields, None)
     try:
-        parsed = model.model_validate(envelope.data)
+        parsed = model.model_validate(fields, context={"stored": True} if tokens else None)
     except ValidationError as exc:
         reason, message = _reason(exc)
         raise Rejection(reason, message, envelope.id) from None
     return ParsedFact(envelope=envelope, fact=parsed.to_fact(), document=doc)
 
 
+def fact_of_stored(envelope: dict[str, Any], keyring: Keyring | None) -> f.Fact:
+    """The fact carried by a stored (already accepted) envelope, its personal fields opened
+    with ``keyring`` (erased when they cannot be)."""
+    model = INBOUND_TYPES[envelope["type"]]
+    data = open_data(model.FACT, envelope["data"], keyring)
+    fact: f.Fact = model.model_validate(data, context={"stored": True}).to_fact()
+    return fact
+
+
 def fact_to_data(fact: f.Fact) -> dict[str, Any]:
     """The contract's ``data`` object for a domain fact (the inverse of ``to_fact``)."""
     model = _MODEL_OF_FACT[type(fact)]
-    data: dict[str, Any] = model.model_validate(_fact_fields(fact)).model_dump(mode="json", exclude_none=True)
+    fields = model.model_validate(_fact_fields(fact), context={"stored": True})
+    data: dict[str, Any] = fields.model_dump(mode="json", exclude_none=True)
     return data
 
 

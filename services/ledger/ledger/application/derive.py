@@ -50,6 +50,7 @@ from ledger.domain.facts import (
     IntroducerRegistered,
     IntroductionRecorded,
     InvoiceIssued,
+    PartyErased,
     PaymentReceived,
     PayoutRecorded,
     PayoutRunApproved,
@@ -158,6 +159,10 @@ class Deriver:
             events.append(
                 self._event("adviser.registered", fact.adviser_id, contact_payload(fact, "adviser_id"))
             )
+        elif isinstance(fact, PartyErased):
+            ref = f"{fact.party_type}/{fact.party_id}"
+            data = {"party_type": fact.party_type, "party_id": fact.party_id, "position": position}
+            events.append(self._event("party.erased", ref, data))
         elif isinstance(fact, PayoutRecorded):
             accrued, payable, paid = self._balances[(fact.beneficiary_id, fact.currency)]
             balance = balance_payload(accrued, payable, paid, fact.currency)
@@ -557,6 +562,7 @@ _INDEXERS: dict[type, Callable[[Deriver, Any, _Scope], None]] = {
     BankDetailsChanged: Deriver._nothing_to_recompute,
     PayoutRunProposed: Deriver._nothing_to_recompute,
     PayoutRunApproved: Deriver._nothing_to_recompute,
+    PartyErased: Deriver._nothing_to_recompute,
 }
 
 

@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 from ledger.application.admission import Admission, admit_everything
 from ledger.application.chain import GENESIS, canonical_json, chain_hash, fact_digest
-from ledger.application.contract import INBOUND_TYPES, Rejection, parse_envelope, type_of_fact
+from ledger.application.contract import Rejection, fact_of_stored, parse_envelope, type_of_fact
 from ledger.application.ports import FactStore, IntegrityCheckError, PositionConflictError, StoredFact
+from ledger.application.sealing import Sealer
 from ledger.domain.books import Books, build_books
 from ledger.domain.facts import (
     AdviserRegistered,
@@ -26,11 +27,13 @@ from ledger.domain.facts import (
     Fact,
     FactKey,
     IntroducerRegistered,
+    PartyErased,
     PayoutRunApproved,
     PayoutRunProposed,
     PeriodClosed,
 )
 from ledger.domain.periods import next_period
+from ledger.domain.personal import ERASED, PartyRef, owner_of, personal_values, redacted
 
 __all__ = ["MAX_BATCH", "FactIndex", "Head", "Ledger", "Outcome", "fact_from_envelope"]
 
@@ -56,10 +59,9 @@ class Outcome:
 
 
 def fact_from_envelope(envelope: dict[str, Any]) -> Fact:
-    """The fact carried by a stored (already accepted) envelope."""
-    model = INBOUND_TYPES[envelope["type"]]
-    fact: Fact = model.model_validate(envelope["data"]).to_fact()
-    return fact
+    """The fact carried by a stored (already accepted) envelope, without opening its sealed
+    personal fields (they read as erased): what an auditor without keys sees."""
+    return fact_of_stored(envelope, None)
 
 
 @dataclass
@@ -71,6 +73,7 @@ class _Batch:
     last_closed: str | None
     ids: dict[str, tuple[int, Fact]] = field(default_factory=dict)
     keys: dict[FactKey, tuple[int, Fact]] = field(default_factory=dict)
+    erased: set[PartyRef] = field(default_factory=set)
 
 
 def _out_of_order(period: str, last_closed: str | None) -> str | None:
@@ -84,6 +87,8 @@ def _out_of_order(period: str, last_closed: str | None) -> str | None:
 
 
 def _masked(iban: str) -> str:
+    if iban == ERASED:
+        return ERASED
     return "*" * max(len(iban) - 4, 0) + iban[-4:]
 
 
@@ -123,6 +128,13 @@ class FactIndex:
     #: Closed months (rules R9): period -> (position of the close, the close).
     closes: dict[str, tuple[int, PeriodClosed]] = field(default_factory=dict)
     last_closed: str | None = None
+    #: The positions of the facts whose personal fields each party owns.
+    owned: dict[PartyRef, list[int]] = field(default_factory=dict)
+    #: Erased parties -> the position of their erasure.
+    erased: dict[PartyRef, int] = field(default_factory=dict)
+    #: Erasures whose copies outside the log may remain: party -> (position, the personal
+    #: values it had, to look for). Held in memory only; emptied as each completes.
+    pending_erasures: dict[PartyRef, tuple[int, list[str]]] = field(default_factory=dict)
 
     def apply(self, stored: StoredFact, envelope_id: str, fact: Fact) -> None:
         assert stored.position == self.head_position + 1, (stored.position, self.head_position)
@@ -132,7 +144,12 @@ class FactIndex:
         self.envelope_ids[envelope_id] = stored.position
         self.facts[fact.key] = (stored.position, fact)
         self.by_position.append(fact)
-        if isinstance(fact, (IntroducerRegistered, ClientRegistered, AdviserRegistered)):
+        owner = owner_of(fact)
+        if owner is not None:
+            self.owned.setdefault(owner, []).append(stored.position)
+        if isinstance(fact, PartyErased):
+            self._erase(PartyRef(fact.party_type, fact.party_id), stored.position)
+        elif isinstance(fact, (IntroducerRegistered, ClientRegistered, AdviserRegistered)):
             self.names.setdefault(fact.key[1], fact.display_name)
             self.languages.setdefault(fact.key[1], fact.language)
             if isinstance(fact, IntroducerRegistered) and fact.iban is not None:
@@ -147,6 +164,24 @@ class FactIndex:
         if not self._times or self._times[-1] != stored.recorded_at:
             self._time_starts.append(stored.position)
             self._times.append(stored.recorded_at)
+
+    def _erase(self, party: PartyRef, position: int) -> None:
+        """Every fact ``party`` owns, redacted in place (figures unchanged); what they held is
+        kept aside until the copies outside the log are scrubbed."""
+        needles: list[str] = []
+        for at in self.owned.get(party, []):
+            fact = self.by_position[at - 1]
+            needles.extend(personal_values(fact))
+            plain = redacted(fact)
+            self.by_position[at - 1] = plain
+            self.facts[plain.key] = (at, plain)
+            if isinstance(plain, (IntroducerRegistered, ClientRegistered, AdviserRegistered)):
+                self.names[plain.key[1]] = ERASED
+        if party.kind == "introducer" and party.party_id in self.accounts:
+            since, _ = self.accounts[party.party_id]
+            self.accounts[party.party_id] = (since, ERASED)
+        self.erased[party] = position
+        self.pending_erasures[party] = (position, sorted(set(needles)))
 
     def masked_accounts(self) -> dict[str, str]:
         """Each introducer's payout account on record, masked."""
@@ -174,15 +209,36 @@ class Ledger:
         clock: Callable[[], datetime],
         on_growth: Callable[[int], None] | None = None,
         admission: Admission = admit_everything,
+        sealer: Sealer | None = None,
     ) -> None:
         """``on_growth`` is told how many facts the in-memory index just took (after each
         stored batch and each page read back), e.g. to manage the process's heap;
-        ``admission`` may reject well-formed facts by deployment policy (at intake only)."""
+        ``admission`` may reject well-formed facts by deployment policy (at intake only);
+        ``sealer`` seals personal fields before they are stored and opens them read back
+        (without a keyring, e.g. a replay of an exported log, sealed fields read as erased)."""
         self._store = store
         self._clock = clock
         self._on_growth = on_growth
         self._admission = admission
+        self._sealer = sealer or Sealer(None)
         self.index = FactIndex()
+
+    @property
+    def sealer(self) -> Sealer:
+        return self._sealer
+
+    def pending_erasures(self) -> list[tuple[PartyRef, int, list[str]]]:
+        """Erasures recorded whose data key still exists: (party, position, the personal values
+        to look for in copies outside the log)."""
+        return [(party, at, needles) for party, (at, needles) in self.index.pending_erasures.items()]
+
+    def complete_erasure(self, party: PartyRef) -> bool:
+        """Destroy ``party``'s data key (after the copies outside the log are scrubbed); True
+        when a key was destroyed. Call on the store thread."""
+        assert party in self.index.erased, party
+        self.index.pending_erasures.pop(party, None)
+        keyring = self._sealer.keyring
+        return keyring.forget(party) if keyring is not None else False
 
     @property
     def store(self) -> FactStore:
@@ -206,7 +262,7 @@ class Ledger:
             for stored in page:
                 self._check_link(stored)
                 envelope = stored.envelope
-                self.index.apply(stored, envelope["id"], fact_from_envelope(envelope))
+                self.index.apply(stored, envelope["id"], fact_of_stored(envelope, self._sealer.keyring))
             count += len(page)
             self.index.publish_head()
             if self._on_growth is not None:
@@ -235,7 +291,7 @@ class Ledger:
         parsed: list[tuple[dict[str, Any], Fact] | Rejection] = []
         for raw in messages:
             try:
-                p = parse_envelope(raw)
+                p = parse_envelope(raw, sealed=self._sealer.keyring is None)
             except Rejection as rejection:
                 parsed.append(rejection.detached())
                 continue
@@ -284,7 +340,7 @@ class Ledger:
                 outcomes.append(judged)
                 continue
             batch.position += 1
-            body = canonical_json(envelope)
+            body = canonical_json(self._sealer.seal(envelope, fact))
             stored = StoredFact(
                 batch.position,
                 body,
@@ -297,6 +353,8 @@ class Ledger:
             batch.keys[fact.key] = (batch.position, fact)
             if isinstance(fact, PeriodClosed):
                 batch.last_closed = fact.period
+            if isinstance(fact, PartyErased):
+                batch.erased.add(PartyRef(fact.party_type, fact.party_id))
             new.append((stored, envelope_id, fact))
             outcomes.append(Outcome("accepted", envelope_id, kind, batch.position))
         return outcomes, new
@@ -307,7 +365,7 @@ class Ledger:
         seen = self._seen_envelope(envelope_id) or batch.ids.get(envelope_id)
         if seen is not None:
             seen_at, seen_fact = seen
-            if seen_fact == fact and type_of_fact(seen_fact) == kind:
+            if self._same(seen_fact, fact) and type_of_fact(seen_fact) == kind:
                 message = f"envelope id already accepted at position {seen_at}"
                 return Outcome("duplicate", envelope_id, kind, seen_at, message=message)
             message = (
@@ -318,7 +376,7 @@ class Ledger:
         known = self.index.facts.get(fact.key) or batch.keys.get(fact.key)
         if known is not None:
             known_at, known_fact = known
-            if known_fact == fact:
+            if self._same(known_fact, fact):
                 message = f"same {fact.key[0]} {fact.key[1]!r} already at position {known_at}"
                 return Outcome("duplicate", envelope_id, kind, known_at, message=message)
             message = (
@@ -331,6 +389,14 @@ class Ledger:
             return Outcome("rejected", envelope_id, kind, reason=refused[0], message=refused[1])
         return None
 
+    def _same(self, stored: Fact, incoming: Fact) -> bool:
+        """The same fact again: equal, or equal once redacted when the stored one belongs to
+        an erased person (a message redelivered after the erasure is a duplicate)."""
+        if stored == incoming or (isinstance(stored, PartyErased) and isinstance(incoming, PartyErased)):
+            return True  # erasing the same person again changes nothing
+        owner = owner_of(incoming)
+        return owner is not None and owner in self.index.erased and stored == redacted(incoming)
+
     def _stateful_refusal(self, fact: Fact, batch: _Batch) -> tuple[str, str] | None:
         """Rules that depend on what the log holds: closes in order (R9), payout runs
         approved by another person than their proposer."""
@@ -339,6 +405,13 @@ class Ledger:
             return None if out_of_order is None else ("period_out_of_order", out_of_order)
         if isinstance(fact, PayoutRunApproved):
             return self._unapprovable(fact, batch.keys)
+        owner = owner_of(fact)
+        if owner is not None and (owner in self.index.erased or owner in batch.erased):
+            message = (
+                f"{owner} was erased: personal data about them is not taken in again "
+                "(a new relationship needs a new id)"
+            )
+            return ("party_erased", message)
         return None
 
     def _unapprovable(

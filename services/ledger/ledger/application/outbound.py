@@ -253,6 +253,16 @@ class AuditCheckpoint(_Out):
     hash: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class PartyErasedOut(_Out):
+    """A person erased at their request: forget their contact and drop what you hold about
+    them (the notifier does); figures and ids stay. Goes out once the ledger has destroyed
+    their data key and scrubbed its own streams."""
+
+    party_type: Literal["introducer", "client", "adviser"]
+    party_id: str
+    position: int = Field(ge=1, description="log position of the erasure")
+
+
 OUTBOUND_MODELS: dict[str, type[_Out]] = {
     "introducer.registered": IntroducerRegisteredOut,
     "client.registered": ClientRegisteredOut,
@@ -267,6 +277,7 @@ OUTBOUND_MODELS: dict[str, type[_Out]] = {
     "fact.voided": FactVoidedOut,
     "period.closed": PeriodClosedOut,
     "statement.issued": StatementIssuedOut,
+    "party.erased": PartyErasedOut,
     "audit.checkpoint": AuditCheckpoint,
 }
 

@@ -38,7 +38,8 @@ class IntegrityCheckError(Exception):
 
 
 class FactStore(Protocol):
-    """The append-only log of accepted facts."""
+    """The append-only log of accepted facts, and beside it (never in it) the persons'
+    data keys, which erasure deletes."""
 
     def append(self, facts: Sequence[StoredFact]) -> None:
         """Store ``facts`` (consecutive positions after the current head) atomically, in
@@ -68,6 +69,25 @@ class FactStore(Protocol):
     def deployment_key(self, name: str) -> bytes:
         """A random 32-byte key kept in the store under ``name`` (created the first time it
         is asked for; every replica then reads the same one)."""
+
+    def data_key(self, owner: str) -> tuple[str, bytes] | None:
+        """The wrapped data key of ``owner`` (``kind/id``) and the id of the master key that
+        wraps it, or None (never created, or destroyed by an erasure)."""
+
+    def add_data_key(self, owner: str, master_id: str, wrapped: bytes) -> tuple[str, bytes]:
+        """Keep ``owner``'s wrapped data key unless one exists; the one kept (another replica
+        may have created it first)."""
+
+    def rewrap_data_key(self, owner: str, old_master_id: str, master_id: str, wrapped: bytes) -> bool:
+        """Replace ``owner``'s key wrapped by ``old_master_id`` (a master key rotation); False
+        when it is gone or already rewrapped."""
+
+    def delete_data_key(self, owner: str) -> bool:
+        """Destroy ``owner``'s data key, overwriting it where the store allows; True when
+        there was one."""
+
+    def data_key_owners(self) -> list[tuple[str, str]]:
+        """Every (owner, master key id) with a data key."""
 
     def close(self) -> None:
         """Release connections."""

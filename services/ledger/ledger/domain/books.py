@@ -40,6 +40,7 @@ from ledger.domain.facts import (
     IntroducerRegistered,
     IntroductionRecorded,
     InvoiceIssued,
+    PartyErased,
     PaymentReceived,
     PayoutRecorded,
     PayoutRunApproved,
@@ -150,6 +151,11 @@ def _indexes(kind: type[F]) -> Callable[[Callable[[_Index, F], None]], Callable[
         return indexer
 
     return register
+
+
+@_indexes(PartyErased)
+def _erasure(ix: _Index, fact: PartyErased) -> None:
+    """Changes no figure: the person's personal fields already read as erased."""
 
 
 @_indexes(IntroducerRegistered)

@@ -26,6 +26,7 @@ __all__ = [
     "IntroducerRegistered",
     "IntroductionRecorded",
     "InvoiceIssued",
+    "PartyErased",
     "PaymentReceived",
     "PayoutLine",
     "PayoutRecorded",
@@ -440,6 +441,27 @@ class PeriodClosed:
     @property
     def business_date(self) -> dt.date | None:
         # a close changes no figure: it is never filtered out by --as-of
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class PartyErased:
+    """A person's personal data erased at their request (right to erasure), by two people:
+    their data key is destroyed, every figure stays. Its key is the party itself, so a
+    second erasure of the same person is a duplicate (nothing more to do)."""
+
+    party_type: Literal["introducer", "client", "adviser"]
+    party_id: str
+    requested_by: str
+    approved_by: str
+
+    @property
+    def key(self) -> FactKey:
+        return ("party_erasure", f"{self.party_type}/{self.party_id}")
+
+    @property
+    def business_date(self) -> dt.date | None:
+        # changes no figure: never filtered out by --as-of
         return None
 
 

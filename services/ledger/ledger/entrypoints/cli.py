@@ -17,7 +17,7 @@ from ledger.adapters.tables import print_period_tables
 from ledger.application.queries import QueryError, ReportQuery, answer
 from ledger.application.schemas import render_schema
 from ledger.bootstrap import build_ephemeral_ledger
-from ledger.entrypoints import corrections, statements
+from ledger.entrypoints import corrections, privacy, statements
 from ledger.entrypoints.common import (
     Format,
     emit,
@@ -154,8 +154,13 @@ def serve() -> None:
     configure_logging(settings.log_format, settings.log_level)
     logger = structlog.get_logger("ledger")
     logger.info("ledger starting", config=settings.effective())
+    from ledger.adapters.keyring import KeyringError
+
     try:
         built = build_app(settings)
+    except KeyringError as exc:  # a missing or wrong master key: nothing can be read nor sealed
+        logger.error("the master keys do not fit the store; not starting", error=str(exc))
+        raise typer.Exit(2) from None
     except Exception as exc:  # the store cannot even be opened: say so, consume nothing
         logger.error(
             "cannot open the store; not consuming",
@@ -274,6 +279,9 @@ app.command("statement")(statements.statement)
 app.command("void")(corrections.void)
 app.command("close")(corrections.close)
 app.add_typer(payouts_app)
+app.command("forget")(privacy.forget)
+app.command("subject-export")(privacy.subject_export)
+app.add_typer(privacy.keys_app)
 
 audit_app = typer.Typer(name="audit", help="Verify the stored history.", no_args_is_help=True)
 app.add_typer(audit_app)

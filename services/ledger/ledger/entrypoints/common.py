@@ -115,10 +115,14 @@ def guard_store(settings: Settings, action: Any) -> Any:
     """Run ``action``; a store that cannot be reached or does not verify is a clear error."""
     from eventsourcing.persistence import PersistenceError
 
+    from ledger.adapters.keyring import KeyringError
     from ledger.application.ports import IntegrityCheckError
 
     try:
         return action()
+    except KeyringError as exc:
+        err.print(f"[red]key error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
     except IntegrityCheckError as exc:
         err.print(f"[red]integrity error:[/red] {exc}")
         raise typer.Exit(3) from None

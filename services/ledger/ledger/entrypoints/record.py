@@ -19,7 +19,7 @@ from coop_runtime.redact import redact_secrets
 from ledger.application.contract import Rejection, parse_envelope
 from ledger.entrypoints.common import err, open_ledger, settings_or_exit
 
-__all__ = ["new_id", "record_fact", "record_facts"]
+__all__ = ["checked_envelope", "new_id", "record_fact", "record_facts"]
 
 
 def new_id(prefix: str) -> str:
@@ -27,7 +27,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
 
-def _envelope(kind: str, data: dict[str, Any], envelope_id: str) -> bytes:
+def checked_envelope(kind: str, data: dict[str, Any], envelope_id: str) -> bytes:
     """The checked envelope of one fact; a contract refusal exits 1, nothing sent."""
     envelope = {
         "specversion": "1.0",
@@ -51,7 +51,7 @@ def record_facts(kind: str, items: list[tuple[str, dict[str, Any]]], *, ingest: 
     """Check every ``(envelope id, data)`` of type ``coop.ledger.<kind>.v1`` (one refusal
     sends nothing), then publish them (or with ``ingest`` append them in one batch); the
     outcome of each. Exits 1 after reporting when the ledger rejects any (when appending)."""
-    raws = [(envelope_id, _envelope(kind, data, envelope_id)) for envelope_id, data in items]
+    raws = [(envelope_id, checked_envelope(kind, data, envelope_id)) for envelope_id, data in items]
     out: list[dict[str, Any]] = []
     if ingest:
         ledger = open_ledger(settings_or_exit())

@@ -8,13 +8,20 @@ store thread of ``notifier serve``, or the CLI).
 
 Schema 2 (clients and advisers in the directory) replaced schema 1's ``introducers`` table
 by ``parties``; a schema-1 store is migrated when opened (its introducers copied, keyed by
-their id as before), in one transaction.
+their id as before), in one transaction. Schema 3 (erasure) lets a ``parties`` row be a
+tombstone: ``erased_at`` set, no name, e-mail, webhook URL or language; a schema-2 store's
+``parties`` is rebuilt so when opened (an older notifier refuses a schema-3 store rather
+than bring an erased party back).
+
+The connection deletes securely (``PRAGMA secure_delete``: what a delete or an update frees
+is overwritten with zeros); an erasure then rebuilds the file from its live rows and
+truncates the WAL (:meth:`SqliteAlertStore.shred`).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -25,31 +32,44 @@ import orjson
 from notifier.application.ports import (
     AlertRecord,
     AlertStatus,
+    Erasure,
     EventState,
     StatementBacklog,
     StoredEvent,
 )
-from notifier.domain.events import AlertKey, Channel, LedgerEnvelope, Party, PartyKind
+from notifier.domain.events import AlertKey, Channel, LedgerEnvelope, Party, PartyKind, party_key
 from notifier.domain.statements import STATEMENT_KIND
 
 __all__ = ["SCHEMA_VERSION", "SqliteAlertStore"]
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 MAX_ROWS = 100_000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS parties (
+#: The directory (schema 3): a party's contact, or a tombstone (``erased_at`` set, no
+#: contact; ``event_id`` and ``registered_at`` are its registration's, if it had one).
+_PARTIES = """
+CREATE TABLE IF NOT EXISTS {name} (
     party_key TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
     party_id TEXT NOT NULL,
-    display_name TEXT NOT NULL,
+    display_name TEXT,
     email TEXT,
     webhook_url TEXT,
-    language TEXT NOT NULL,
-    event_id TEXT NOT NULL,
-    registered_at TEXT NOT NULL
+    language TEXT,
+    event_id TEXT,
+    registered_at TEXT,
+    erased_at TEXT,
+    CHECK (
+        erased_at IS NULL
+        AND display_name IS NOT NULL AND language IS NOT NULL
+        AND event_id IS NOT NULL AND registered_at IS NOT NULL
+        OR erased_at IS NOT NULL
+        AND display_name IS NULL AND email IS NULL AND webhook_url IS NULL AND language IS NULL
+    )
 );
+"""
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     event_id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -83,13 +103,25 @@ CREATE INDEX IF NOT EXISTS alerts_by_recipient ON alerts (recipient, status);
 CREATE INDEX IF NOT EXISTS alerts_by_status ON alerts (status, queued_day);
 CREATE INDEX IF NOT EXISTS alerts_by_digest ON alerts (digest_id, channel);
 """
+_SCHEMA = _TABLES + _PARTIES.format(name="parties")
 
 _MIGRATE_1_TO_2 = """
 INSERT OR IGNORE INTO parties
+    (party_key, kind, party_id, display_name, email, webhook_url, language, event_id, registered_at)
     SELECT introducer_id, 'introducer', introducer_id, display_name, email, webhook_url, language,
            event_id, registered_at
     FROM introducers;
 DROP TABLE introducers;
+"""
+
+#: After creating ``parties_3`` as ``_PARTIES`` has it.
+_MIGRATE_2_TO_3 = """
+INSERT INTO parties_3
+    (party_key, kind, party_id, display_name, email, webhook_url, language, event_id, registered_at)
+    SELECT party_key, kind, party_id, display_name, email, webhook_url, language, event_id, registered_at
+    FROM parties;
+DROP TABLE parties;
+ALTER TABLE parties_3 RENAME TO parties;
 """
 
 _OPEN = "(status = 'pending' OR (status = 'failed' AND failure_published = 0))"
@@ -120,6 +152,7 @@ class SqliteAlertStore:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA secure_delete=ON")  # freed bytes are zeroed (erasure)
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         self._depth = 0
         self._migrate()
@@ -130,15 +163,30 @@ class SqliteAlertStore:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-            elif row[0] == "1":
-                for statement in _MIGRATE_1_TO_2.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
-            elif row[0] != SCHEMA_VERSION:
+                return
+            version = row[0]
+            if version == "1":  # parties was just created (as schema 3 has it)
+                self._script(_MIGRATE_1_TO_2)
+                version = "2"
+            if version == "2":
+                columns = {r[1] for r in self._db.execute("PRAGMA table_info(parties)")}
+                if "erased_at" not in columns:
+                    self._script(_PARTIES.format(name="parties_3"))
+                    self._script(_MIGRATE_2_TO_3)
+                version = "3"
+            if version != SCHEMA_VERSION:
                 raise RuntimeError(
                     f"{self.path}: store schema {row[0]}, this notifier reads {SCHEMA_VERSION}"
                 )
+            if row[0] != version:
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
+
+    def _script(self, script: str) -> None:
+        """Run ``script``'s statements in the current transaction (``executescript`` would
+        commit it)."""
+        for statement in script.split(";"):
+            if statement.strip():
+                self._db.execute(statement)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -208,7 +256,7 @@ class SqliteAlertStore:
     def party(self, key: str) -> Party | None:
         row = self._db.execute(
             "SELECT kind, party_id, display_name, email, webhook_url, language FROM parties "
-            "WHERE party_key = ?",
+            "WHERE party_key = ? AND erased_at IS NULL",
             (key,),
         ).fetchone()
         if row is None:
@@ -225,7 +273,8 @@ class SqliteAlertStore:
 
     def add_party(self, party: Party, event_id: str, at: datetime) -> bool:
         cursor = self._db.execute(
-            "INSERT OR IGNORE INTO parties VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO parties (party_key, kind, party_id, display_name, email, webhook_url, "
+            "language, event_id, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 party.key,
                 party.kind,
@@ -239,6 +288,92 @@ class SqliteAlertStore:
             ),
         )
         return cursor.rowcount == 1
+
+    # erasure -----------------------------------------------------------------------------
+
+    def party_erased(self, key: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM parties WHERE party_key = ? AND erased_at IS NOT NULL", (key,)
+        ).fetchone()
+        return row is not None
+
+    def erase_party(self, kind: PartyKind, party_id: str, at: datetime) -> Erasure:
+        key = party_key(kind, party_id)
+        tombstoned = (
+            self._db.execute(
+                "UPDATE parties SET display_name = NULL, email = NULL, webhook_url = NULL, language = NULL, "
+                "erased_at = ? WHERE party_key = ? AND erased_at IS NULL",
+                (_ts(at), key),
+            ).rowcount
+            == 1
+        )
+        if not tombstoned:
+            tombstoned = (
+                self._db.execute(
+                    "INSERT OR IGNORE INTO parties (party_key, kind, party_id, erased_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (key, kind, party_id, _ts(at)),
+                ).rowcount
+                == 1
+            )
+        unsent = int(
+            self._db.execute(
+                "SELECT count(*) FROM alerts WHERE recipient = ? AND status != 'sent'", (key,)
+            ).fetchone()[0]
+        )
+        alerts = self._db.execute("DELETE FROM alerts WHERE recipient = ?", (key,)).rowcount
+        events = self._db.execute(
+            "DELETE FROM events WHERE recipient = ? AND state NOT IN ('erasure', 'erased')", (key,)
+        ).rowcount
+        return Erasure(events=events, alerts=alerts, unsent=unsent, tombstoned=tombstoned)
+
+    def redact_mentions(self, needles: Sequence[str], redact: Callable[[Any], Any]) -> int:
+        wanted = _search_forms(needles)
+        if not wanted:
+            return 0
+        hits = [
+            (event_id, bytes(blob))
+            for event_id, blob in self._db.execute("SELECT event_id, envelope FROM events")
+            if _mentions(bytes(blob), wanted)
+        ]
+        changed = 0
+        for event_id, blob in hits:
+            stored = orjson.loads(blob)
+            data = redact(stored["data"])
+            if data != stored["data"]:
+                stored["data"] = data
+                self._db.execute(
+                    "UPDATE events SET envelope = ? WHERE event_id = ?", (orjson.dumps(stored), event_id)
+                )
+                changed += 1
+        details = [
+            (alert_id, channel, detail)
+            for alert_id, channel, detail in self._db.execute(
+                "SELECT alert_id, channel, last_detail FROM alerts WHERE last_detail IS NOT NULL"
+            )
+            if _mentions(detail.encode(), wanted)
+        ]
+        for alert_id, channel, detail in details:
+            redacted = redact(detail)
+            if redacted != detail:
+                self._db.execute(
+                    "UPDATE alerts SET last_detail = ? WHERE alert_id = ? AND channel = ?",
+                    (redacted, alert_id, channel),
+                )
+                changed += 1
+        return changed
+
+    def shred(self) -> None:
+        """Rebuild the database file from its live rows (``VACUUM``: no free page, and no
+        free space in a page, keeps the bytes of a row deleted or rewritten, even one
+        written before ``secure_delete`` was on), then copy the WAL into it and truncate the
+        WAL to zero bytes. Raises :class:`sqlite3.OperationalError` when another connection
+        reading an older snapshot keeps the WAL from being truncated."""
+        assert not self._depth, "shred runs outside a transaction"
+        self._db.execute("VACUUM")
+        busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise sqlite3.OperationalError(f"{self.path}: the WAL is in use by a reader; not truncated")
 
     # alerts ------------------------------------------------------------------------------
 
@@ -313,8 +448,7 @@ class SqliteAlertStore:
             row = self._db.execute(
                 "SELECT failures FROM alerts WHERE alert_id = ? AND channel = ?", (key.alert_id, key.channel)
             ).fetchone()
-        assert row is not None, key
-        return int(row[0])
+        return 0 if row is None else int(row[0])  # 0: the alert is gone (its party erased)
 
     def mark_failure_published(self, key: AlertKey) -> None:
         self._db.execute(
@@ -403,10 +537,17 @@ class SqliteAlertStore:
         out["waiting_events"] = int(
             self._db.execute("SELECT count(*) FROM events WHERE state = 'waiting'").fetchone()[0]
         )
-        parties = dict(self._db.execute("SELECT kind, count(*) FROM parties GROUP BY kind").fetchall())
+        parties = dict(
+            self._db.execute(
+                "SELECT kind, count(*) FROM parties WHERE erased_at IS NULL GROUP BY kind"
+            ).fetchall()
+        )
         out["introducers"] = int(parties.get("introducer", 0))
         out["clients"] = int(parties.get("client", 0))
         out["advisers"] = int(parties.get("adviser", 0))
+        out["erased_parties"] = int(
+            self._db.execute("SELECT count(*) FROM parties WHERE erased_at IS NOT NULL").fetchone()[0]
+        )
         return out
 
     def statement_backlog(self) -> StatementBacklog:
@@ -434,6 +575,23 @@ class SqliteAlertStore:
             oldest_unsettled=None if oldest is None else datetime.fromisoformat(oldest),
             waiting=waiting,
         )
+
+
+def _search_forms(needles: Sequence[str]) -> list[bytes]:
+    """What to look for in the stored bytes, in lower case: each needle as written and as
+    JSON writes it inside a string (quotes, backslashes and control characters escaped)."""
+    forms: set[bytes] = set()
+    for needle in needles:
+        if needle:
+            lowered = needle.lower()
+            forms.add(lowered.encode())
+            forms.add(orjson.dumps(lowered)[1:-1])
+    return sorted(forms)
+
+
+def _mentions(blob: bytes, forms: list[bytes]) -> bool:
+    text = blob.decode("utf-8", "replace").lower().encode()
+    return any(form in text for form in forms)
 
 
 def _envelope(blob: bytes) -> LedgerEnvelope:

@@ -24,7 +24,12 @@ from notifier.domain.events import (
 )
 from notifier.domain.statements import StatementIssued
 
-__all__ = ["AlertContent", "load_content", "render_delivery"]
+__all__ = ["AlertContent", "AlertWithdrawn", "load_content", "render_delivery"]
+
+
+class AlertWithdrawn(Exception):
+    """The alert's party or event is no longer in the store (the party was erased since the
+    alert was read): there is nothing to send."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +42,18 @@ class AlertContent:
 
 
 def load_content(store: AlertStore, record: AlertRecord) -> AlertContent:
-    """Read the alert's party and event(s) (blocking: call on the store's thread)."""
+    """Read the alert's party and event(s) (blocking: call on the store's thread); raise
+    :class:`AlertWithdrawn` when they are gone."""
     party = store.party(record.recipient)
-    assert party is not None, record
+    if party is None:
+        raise AlertWithdrawn(str(record.key))
     key = record.key
     if record.is_digest:
         envelopes = tuple(store.digest_items(key.alert_id, key.channel))
     else:
         stored = store.event(key.alert_id)
-        assert stored is not None, record
+        if stored is None:
+            raise AlertWithdrawn(str(record.key))
         envelopes = (stored.envelope,)
     return AlertContent(record, party, envelopes)
 

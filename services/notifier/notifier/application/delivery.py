@@ -14,6 +14,11 @@ does not have it yet, before taking a sending slot: a fetch that fails is that a
 failure (retried with the back-off, or permanent: a refused link, a 4xx other than
 408/425/429, a link past its expiry). Once fetched, the file is kept for the round's
 later attempts.
+
+An alert whose party is erased while it is being delivered (its row deleted) is dropped at
+the next step that reads the store (before rendering, before each retry): nothing more is
+sent, nothing is recorded, no failure notice goes out. An attempt already under way cannot
+be called back.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from functools import partial
 
 import structlog
 
-from notifier.application.compose import load_content, render_delivery
+from notifier.application.compose import AlertWithdrawn, load_content, render_delivery
 from notifier.application.ports import (
     AcceptedAlert,
     AlertRecord,
@@ -176,19 +181,30 @@ class Deliverer:
         if earlier is not None:  # accepted before, but the store's record failed: not again
             await self._record_sent(record, earlier)
             return
-        try:
-            content = await self._run(load_content, self.store, record)
-            delivery = await self._render(render_delivery, self.renderer, content)
-        except Exception as exc:  # a template or stored-data defect: retrying cannot help
-            log.exception("alert cannot be rendered", alert=str(key))
-            await self._fail(record, record.attempts, SendFailure("render", repr(exc)[:300], permanent=True))
+        delivery = await self._compose(record)
+        if delivery is None:
             return
         accepted, attempts, failure = await self._attempt_round(record, delivery)
         if accepted is not None:
             await self._record_sent(record, accepted)
+        elif failure is None:
+            log.info("alert withdrawn (its party was erased); no more attempts", alert=str(key))
         else:
-            assert failure is not None
             await self._fail(record, record.attempts + attempts, failure)
+
+    async def _compose(self, record: AlertRecord) -> Delivery | None:
+        """The alert, read and rendered; None when it is withdrawn (its party erased) or
+        cannot be rendered (then recorded failed)."""
+        try:
+            content = await self._run(load_content, self.store, record)
+            return await self._render(render_delivery, self.renderer, content)
+        except AlertWithdrawn:
+            log.info("alert withdrawn (its party was erased); not sent", alert=str(record.key))
+            return None
+        except Exception as exc:  # a template or stored-data defect: retrying cannot help
+            log.exception("alert cannot be rendered", alert=str(record.key))
+            await self._fail(record, record.attempts, SendFailure("render", repr(exc)[:300], permanent=True))
+            return None
 
     async def _record_sent(self, record: AlertRecord, accepted: AcceptedAlert) -> None:
         """The store's ``sent`` record (the journal has it already); then the journal's entry
@@ -204,7 +220,8 @@ class Deliverer:
         self, record: AlertRecord, delivery: Delivery
     ) -> tuple[AcceptedAlert | None, int, SendFailure | None]:
         """Up to ``max_attempts`` sends with back-off: (the acceptance, or None; attempts
-        made; the last failure, or None)."""
+        made; the last failure, or None). Neither an acceptance nor a failure: the alert was
+        withdrawn (deleted by an erasure) during a back-off."""
         channel = record.key.channel
         sender = self.senders.get(channel)
         if sender is None:
@@ -241,6 +258,8 @@ class Deliverer:
                 return None, attempt, failure
             self.observer.retried(channel)
             await self._sleep(self.policy.delay(attempt, self._rng.random()))
+            if await self._run(self.store.alert, record.key) is None:
+                return None, attempt, None
         raise AssertionError("unreachable: the last attempt returns")
 
     async def _with_attachments(self, delivery: Delivery) -> Delivery:
@@ -268,6 +287,9 @@ class Deliverer:
         failures = await self._run(
             self.store.record_failed, record.key, attempts, failure.reason, failure.detail, self.clock()
         )
+        if not failures:  # the alert is gone (its party erased): nobody to tell about it
+            log.info("alert withdrawn (its party was erased); failure not recorded", alert=str(record.key))
+            return
         self.observer.failed(record.key.channel, failure.reason)
         if record.kind == STATEMENT_KIND:
             self.observer.statement_failed(record.party[0], record.key.channel)
@@ -279,7 +301,9 @@ class Deliverer:
             reason=failure.reason,
         )
         updated = await self._run(self.store.alert, record.key)
-        assert updated is not None and updated.failures == failures, (updated, failures)
+        if updated is None:  # deleted by an erasure since: nobody to tell about it
+            return
+        assert updated.failures == failures, (updated, failures)
         await self._publish_failure(updated)
 
     async def _publish_failure(self, record: AlertRecord) -> None:

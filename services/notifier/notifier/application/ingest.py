@@ -6,6 +6,11 @@ alert per usable channel (``pending``, or ``queued`` for an introducer's daily d
 statements are never digested); an event for a party not in the directory yet waits in the
 store. Nothing is sent here. Re-ingesting an event (redelivery, re-publication with the same
 id) changes nothing and returns only what is still unsettled.
+
+``party.erased`` forgets a party (:mod:`notifier.application.erasure`), then has the store
+shred what was deleted before returning (so before the ack); it runs again, harmlessly, each
+time it is redelivered. An event for an erased party (a registration included) is recorded
+``erased`` without its data, and sends nothing.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import structlog
 from pydantic import ValidationError
 
 from notifier.application.digests import DigestPolicy
+from notifier.application.erasure import forget_party
 from notifier.application.ports import AlertStore, Clock, Observer, Runner
 from notifier.domain.events import (
     DIGESTIBLE_KINDS,
+    ERASURE_KIND,
     REGISTRATION_KINDS,
     AdviserRegistered,
     AlertKey,
@@ -28,6 +35,7 @@ from notifier.domain.events import (
     Introducer,
     LedgerEnvelope,
     Party,
+    PartyErased,
     parse_payload,
 )
 from notifier.domain.routing import channels_for, recipient_of
@@ -62,6 +70,8 @@ class Ingestor:
         return await self._run(self._ingest_sync, envelope, self.clock())
 
     def _ingest_sync(self, envelope: LedgerEnvelope, now: datetime) -> list[AlertKey]:
+        if envelope.kind == ERASURE_KIND:
+            return self._erase(envelope, now)
         store = self.store
         with store.transaction():
             known = store.event(envelope.id)
@@ -75,13 +85,7 @@ class Ingestor:
             try:
                 payload = parse_payload(envelope.kind, envelope.data)
             except ValidationError as exc:
-                store.add_event(envelope, None, "invalid", now)
-                self.observer.event(envelope.kind, "invalid")
-                log.error(
-                    "event data does not validate; no alert",
-                    event_id=envelope.id,
-                    errors=exc.errors(include_url=False, include_context=False, include_input=False)[:5],
-                )
+                self._invalid(envelope, exc, now)
                 return []
             if isinstance(payload, Introducer | ClientRegistered | AdviserRegistered):
                 return self._register(envelope, payload.party(), now)
@@ -90,17 +94,77 @@ class Ingestor:
                 store.add_event(envelope, None, "ignored", now)
                 self.observer.event(envelope.kind, "ignored")
                 return []
-            party = store.party(recipient)
-            if party is None:
-                store.add_event(envelope, recipient, "waiting", now)
-                self.observer.event(envelope.kind, "waiting")
-                log.info("party not registered yet; event kept", event_id=envelope.id, party=recipient)
-                return []
+            return self._for(envelope, recipient, now)
+
+    def _for(self, envelope: LedgerEnvelope, recipient: str, now: datetime) -> list[AlertKey]:
+        """An event for ``recipient``: routed to it, kept until it registers, or dropped
+        when it was erased."""
+        store = self.store
+        party = store.party(recipient)
+        if party is not None:
             store.add_event(envelope, recipient, "routed", now)
             return self._route(envelope, party, now)
+        if store.party_erased(recipient):
+            self._drop(envelope, recipient, now)
+            log.info("event for an erased party dropped; nothing sent", event_id=envelope.id, party=recipient)
+            return []
+        store.add_event(envelope, recipient, "waiting", now)
+        self.observer.event(envelope.kind, "waiting")
+        log.info("party not registered yet; event kept", event_id=envelope.id, party=recipient)
+        return []
+
+    def _invalid(self, envelope: LedgerEnvelope, exc: ValidationError, now: datetime) -> None:
+        self.store.add_event(envelope, None, "invalid", now)
+        self.observer.event(envelope.kind, "invalid")
+        log.error(
+            "event data does not validate; no alert",
+            event_id=envelope.id,
+            errors=exc.errors(include_url=False, include_context=False, include_input=False)[:5],
+        )
+
+    def _drop(self, envelope: LedgerEnvelope, recipient: str, now: datetime) -> None:
+        """Record an event for an erased party without its data (its id stays, so that a
+        redelivery is recognised); it sends nothing."""
+        self.store.add_event(envelope.model_copy(update={"data": {}}), recipient, "erased", now)
+        self.observer.event(envelope.kind, "erased")
+
+    def _erase(self, envelope: LedgerEnvelope, now: datetime) -> list[AlertKey]:
+        """``party.erased``: forget the party, then shred; again on every redelivery."""
+        store = self.store
+        with store.transaction():
+            known = store.event(envelope.id)
+            if known is not None and known.state != "erasure":
+                return []  # recorded invalid
+            try:
+                payload = parse_payload(envelope.kind, envelope.data)
+            except ValidationError as exc:
+                self._invalid(envelope, exc, now)
+                return []
+            assert isinstance(payload, PartyErased), envelope.id
+            outcome = forget_party(store, payload, now)
+            if known is None:
+                store.add_event(envelope, payload.key, "erasure", now)
+                self.observer.event(envelope.kind, "erasure")
+        store.shred()
+        log.info(
+            "party erased" if known is None else "party erasure applied again",
+            event_id=envelope.id,
+            party=payload.key,
+            had_contact=outcome.had_contact,
+            tombstoned=outcome.deleted.tombstoned,
+            events_deleted=outcome.deleted.events,
+            alerts_deleted=outcome.deleted.alerts,
+            alerts_cancelled=outcome.deleted.unsent,
+            mentions_redacted=outcome.redacted,
+        )
+        return []
 
     def _register(self, envelope: LedgerEnvelope, party: Party, now: datetime) -> list[AlertKey]:
         store = self.store
+        if store.party_erased(party.key):
+            self._drop(envelope, party.key, now)
+            log.warning("registration of an erased party ignored", party=party.key, event_id=envelope.id)
+            return []
         store.add_event(envelope, party.key, "directory", now)
         self.observer.event(envelope.kind, "directory")
         if not store.add_party(party, envelope.id, now):

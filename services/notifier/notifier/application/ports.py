@@ -23,6 +23,7 @@ __all__ = [
     "AttachmentFetcher",
     "Clock",
     "Delivery",
+    "Erasure",
     "EventState",
     "FailureNotice",
     "FailurePublisher",
@@ -52,8 +53,11 @@ class Runner(Protocol):
 AlertStatus = Literal["pending", "queued", "digested", "sent", "failed", "resending"]
 #: routed: has alerts; waiting: its party is not in the directory yet; ignored: tells
 #: nobody; no_channel: its party has no usable channel; directory: a registration;
-#: invalid: a relevant kind whose data did not validate.
-EventState = Literal["routed", "waiting", "ignored", "no_channel", "directory", "invalid"]
+#: invalid: a relevant kind whose data did not validate; erasure: a ``party.erased``
+#: (applied); erased: for a party erased before (dropped, its data not kept).
+EventState = Literal[
+    "routed", "waiting", "ignored", "no_channel", "directory", "invalid", "erasure", "erased"
+]
 
 
 class SendFailure(Exception):
@@ -205,6 +209,18 @@ class StatementBacklog:
 
 
 @dataclass(frozen=True, slots=True)
+class Erasure:
+    """What erasing a party deleted: its events and alerts (of which ``unsent`` were not
+    sent yet: cancelled), and whether its directory entry became a tombstone now (False
+    when it was one already)."""
+
+    events: int
+    alerts: int
+    unsent: int
+    tombstoned: bool
+
+
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     envelope: LedgerEnvelope
     recipient: str | None
@@ -257,7 +273,30 @@ class AlertStore(Protocol):
         ...
 
     def add_party(self, party: Party, event_id: str, at: datetime) -> bool:
-        """Add a directory entry; False (nothing changed) when the party is there already."""
+        """Add a directory entry; False (nothing changed) when the party is there already
+        (a tombstone included)."""
+        ...
+
+    # erasure
+    def party_erased(self, key: str) -> bool:
+        """Whether ``key``'s directory entry is a tombstone (:meth:`party` is None then)."""
+        ...
+
+    def erase_party(self, kind: PartyKind, party_id: str, at: datetime) -> Erasure:
+        """Make the party's directory entry a tombstone (kind, id, when erased; its name,
+        e-mail, webhook URL and language gone; a tombstone alone when it had no entry) and
+        delete every event and alert whose recipient it is (but the events recorded
+        ``erasure`` or ``erased``)."""
+        ...
+
+    def redact_mentions(self, needles: Sequence[str], redact: Callable[[Any], Any]) -> int:
+        """Rewrite with ``redact`` the data of every stored event, and the failure detail of
+        every alert, that holds one of ``needles`` (in any case); return how many changed."""
+        ...
+
+    def shred(self) -> None:
+        """Make what was deleted or rewritten unrecoverable from the store's files (outside
+        a transaction); raise when that cannot be done now (the caller tries again)."""
         ...
 
     # alerts
@@ -273,7 +312,9 @@ class AlertStore(Protocol):
 
     def record_sent(self, key: AlertKey, attempts: int, at: datetime) -> bool: ...
 
-    def record_failed(self, key: AlertKey, attempts: int, reason: str, detail: str, at: datetime) -> int: ...
+    def record_failed(self, key: AlertKey, attempts: int, reason: str, detail: str, at: datetime) -> int:
+        """Record a failed round; the alert's failures so far (0: no such alert, erased)."""
+        ...
 
     def mark_failure_published(self, key: AlertKey) -> None: ...
 

@@ -19,6 +19,7 @@ __all__ = [
     "ALERT_KINDS",
     "COOPERATIVE",
     "DIGESTIBLE_KINDS",
+    "ERASURE_KIND",
     "KIND_PREFIX",
     "KNOWN_KINDS",
     "MAX_EVENT_BYTES",
@@ -39,6 +40,7 @@ __all__ = [
     "LedgerEnvelope",
     "OtherCause",
     "Party",
+    "PartyErased",
     "PartyKind",
     "Payload",
     "PayoutRecorded",
@@ -63,6 +65,8 @@ ALERT_KINDS = COMMISSION_KINDS | {"donation.credited", PAYOUT_KIND}
 #: Events a daily digest may gather (statements never are: each is sent as it comes).
 DIGESTIBLE_KINDS = ALERT_KINDS
 REGISTRATION_KINDS = frozenset({"introducer.registered", "client.registered", "adviser.registered"})
+#: The ledger erased a party's personal data (right to erasure): the notifier forgets it too.
+ERASURE_KIND = "party.erased"
 PARTY_KINDS: tuple[PartyKind, ...] = ("introducer", "client", "adviser")
 #: Kinds the ledger publishes (a bounded set, used as a metric label; others count as "other").
 KNOWN_KINDS = (
@@ -70,6 +74,7 @@ KNOWN_KINDS = (
     | REGISTRATION_KINDS
     | {
         STATEMENT_KIND,
+        ERASURE_KIND,
         "rebate.owed",
         "rebate.passed_through",
         "fact.voided",
@@ -174,6 +179,20 @@ class AdviserRegistered(_Contact):
 
 
 Registration = Introducer | ClientRegistered | AdviserRegistered
+
+
+class PartyErased(_In):
+    """``party.erased`` (id ``<position>:party.erased:<party_type>/<party_id>``): the ledger
+    erased the personal data of a party (right to erasure, crypto-shredding on its side).
+    The notifier keeps only a tombstone of its directory entry and purges what it holds of
+    it. (The ledger also sends ``position``, its log position; the envelope has it.)"""
+
+    party_type: PartyKind
+    party_id: Id
+
+    @property
+    def key(self) -> str:
+        return party_key(self.party_type, self.party_id)
 
 
 class Balance(_In):
@@ -283,16 +302,17 @@ class PayoutRecorded(_In):
 
 #: The events that tell one introducer about its own money (one alert each, or a digest line).
 AlertPayload = CommissionEvent | DonationCredited | PayoutRecorded
-Payload = CommissionEvent | DonationCredited | PayoutRecorded | StatementIssued | Registration
+Payload = CommissionEvent | DonationCredited | PayoutRecorded | StatementIssued | Registration | PartyErased
 
 #: The model of each kind read as is (a statement is read apart: the cooperative's is not).
-_MODELS: dict[str, type[CommissionEvent | DonationCredited | PayoutRecorded | Registration]] = {
+_MODELS: dict[str, type[CommissionEvent | DonationCredited | PayoutRecorded | Registration | PartyErased]] = {
     **dict.fromkeys(COMMISSION_KINDS, CommissionEvent),
     "donation.credited": DonationCredited,
     PAYOUT_KIND: PayoutRecorded,
     "introducer.registered": Introducer,
     "client.registered": ClientRegistered,
     "adviser.registered": AdviserRegistered,
+    ERASURE_KIND: PartyErased,
 }
 
 
