@@ -220,3 +220,11 @@ def test_an_erasure_interrupted_before_its_key_is_destroyed_is_redone_after_a_re
     third.catch_up()
     assert [(p, n) for p, _, n in third.pending_erasures()] == [(party, [])]
     assert not third.complete_erasure(party) and third.index.names["int-zoe"] == ERASED
+
+
+def test_an_erased_introducer_cannot_be_paid() -> None:
+    """A payout to an erased introducer is refused with that reason, not as a bad IBAN."""
+    from ledger.application.payouts import BankAccount, cannot_pay
+
+    assert "was erased" in (cannot_pay(BankAccount(ERASED, None, ERASED), "CHF") or "")
+    assert cannot_pay(BankAccount("CH9300762011623852957", None, "Zoë"), "CHF") is None

@@ -48,6 +48,7 @@ from ledger.domain.facts import (
 )
 from ledger.domain.money import format_amount
 from ledger.domain.payouts import Proposal, due_amounts, end_to_end_id, is_run_id, open_lines, propose
+from ledger.domain.personal import ERASED
 
 __all__ = [
     "PAYABLE_CURRENCIES",
@@ -126,6 +127,8 @@ def cannot_pay(account: BankAccount | None, currency: str) -> str | None:
         return f"payment files are made in CHF and EUR only, not {currency}"
     if account is None:
         return "no bank account: record the introducer's IBAN (coop.ledger.introducer.bank_details.v1)"
+    if account.iban == ERASED:
+        return "the introducer was erased: their bank details are gone (pay them before erasing them)"
     return _iban_refusal(account.iban, currency)
 
 

@@ -62,6 +62,8 @@ def open_data(fact_type: type, data: Mapping[str, Any], keyring: Keyring | None)
     keyring, or the owner's key destroyed): text reads ``[erased]``, an optional contact
     field is left out."""
     fields = personal_fields_of(fact_type)
+    if not fields:
+        return data if isinstance(data, dict) else dict(data)
     out = dict(data)
     for name, erased in fields.items():
         value = out.get(name)
