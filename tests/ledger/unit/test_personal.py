@@ -64,8 +64,16 @@ def test_personal_fields_are_redacted_and_figures_kept() -> None:
     ("kind", "data", "owner"),
     [
         ("introducer.registered", REGISTRATION, PartyRef("introducer", "int-zoe")),
-        ("client.registered", {"client_id": "cli-1", "display_name": "SA"}, PartyRef("client", "cli-1")),
-        ("adviser.registered", {"adviser_id": "adv-1", "display_name": "Luc"}, PartyRef("adviser", "adv-1")),
+        (
+            "client.registered",
+            {"client_id": "cli-1", "display_name": "Boulangerie Ferrand SA"},
+            PartyRef("client", "cli-1"),
+        ),
+        (
+            "adviser.registered",
+            {"adviser_id": "adv-1", "display_name": "Luc Martin-Delacroix"},
+            PartyRef("adviser", "adv-1"),
+        ),
         (
             "introducer.bank_details",
             {"introducer_id": "int-zoe", "iban": "CH9300762011623852957", "effective_date": "2025-02-01"},
@@ -154,6 +162,25 @@ def test_a_missing_or_wrong_master_key_fails_the_check_and_rotation_fixes_it() -
     assert keyring(store, f"{other},{MASTER}").rotate() == 1
     fresh = keyring(store, other)
     assert fresh.check() == 1 and fresh.open(token, "display_name") == "Luc"
+
+
+def test_a_wrong_master_key_is_caught_even_after_everyone_is_erased() -> None:
+    """The check key (made with the first person's key, never erased, not counted) still
+    tells a wrong master key once every person's key is destroyed, and rotates with them."""
+    store = MemoryFactStore()
+    ring = keyring(store)
+    ring.seal(PartyRef("adviser", "adv-1"), "display_name", "Luc Martin-Delacroix")
+    ring.seal(PartyRef("client", "cli-1"), "display_name", "Boulangerie Ferrand SA")
+    assert ring.check() == 2 and len(store.data_key_owners()) == 3
+    assert ring.forget(PartyRef("adviser", "adv-1")) and ring.forget(PartyRef("client", "cli-1"))
+    assert ring.check() == 0
+    with pytest.raises(KeyringError, match="is not the key they were wrapped with"):
+        keyring(store, f"m1:{base64.b64encode(b'z' * 32).decode()}").check()
+    other = f"m2:{base64.b64encode(b'y' * 32).decode()}"
+    assert keyring(store, f"{other},{MASTER}").rotate() == 0
+    assert keyring(store, other).check() == 0
+    with pytest.raises(KeyringError, match="does not hold"):
+        keyring(store).check()
 
 
 def test_erasure_in_the_ledger() -> None:

@@ -26,7 +26,7 @@ from ledger.application.ports import FactStore
 from ledger.application.sealing import TOKEN_PREFIX, token_owner
 from ledger.domain.personal import PartyRef
 
-__all__ = ["AesGcmKeyring", "KeyringError", "MasterKeys", "generate_master_key"]
+__all__ = ["CHECK_OWNER", "AesGcmKeyring", "KeyringError", "MasterKeys", "generate_master_key"]
 
 NONCE_BYTES = 12
 KEY_BYTES = 32
@@ -35,6 +35,10 @@ MAX_MASTER_KEYS = 8
 #: Most data keys kept opened in memory (a person's key is opened once, then reused).
 MAX_CACHED_KEYS = 100_000
 _MASTER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+#: The owner of a data key that belongs to nobody: made with the first person's key and
+#: never erased, it lets a wrong master key be caught even once every person is erased.
+#: (A person's owner is ``kind/id``; this name has no slash, so it cannot be one.)
+CHECK_OWNER = "~master-check"
 
 
 class KeyringError(Exception):
@@ -112,7 +116,7 @@ class AesGcmKeyring:
     def check(self) -> int:
         """Fail clearly (:class:`KeyringError`) when a data key in the store is wrapped by a
         master key that is not configured, or that does not open it (a wrong key). Returns
-        how many data keys the store holds."""
+        how many people's data keys the store holds (the check key not counted)."""
         owners = self._store.data_key_owners()
         tried: set[str] = set()
         for owner, master_id in owners:
@@ -126,17 +130,19 @@ class AesGcmKeyring:
                 )
             self._unwrap(owner, master_id)
             tried.add(master_id)
-        return len(owners)
+        return sum(1 for owner, _ in owners if owner != CHECK_OWNER)
 
     def rotate(self) -> int:
-        """Rewrap every data key not wrapped by the current master key; how many were."""
+        """Rewrap every data key not wrapped by the current master key; how many people's
+        were (the check key is rewrapped too, not counted)."""
         current = self._masters.current_id
         count = 0
         for owner, master_id in self._store.data_key_owners():
             if master_id == current:
                 continue
             key = self._unwrap(owner, master_id)
-            if self._store.rewrap_data_key(owner, master_id, current, self._wrap(owner, key)):
+            rewrapped = self._store.rewrap_data_key(owner, master_id, current, self._wrap(owner, key))
+            if rewrapped and owner != CHECK_OWNER:
                 count += 1
         return count
 
@@ -174,6 +180,11 @@ class AesGcmKeyring:
         if stored is None:
             if not create:
                 return None
+            if self._store.data_key(CHECK_OWNER) is None:
+                check = os.urandom(KEY_BYTES)
+                self._store.add_data_key(
+                    CHECK_OWNER, self._masters.current_id, self._wrap(CHECK_OWNER, check)
+                )
             fresh = os.urandom(KEY_BYTES)
             stored = self._store.add_data_key(name, self._masters.current_id, self._wrap(name, fresh))
         key = self._unwrap(name, stored[0], stored[1])
