@@ -194,6 +194,10 @@ def test_forget_keeps_every_figure_and_the_audit_and_leaves_nothing(
     shown = _json(ledger("statement", "--introducer", "int-zoe", "--format", "json", store=store))
     assert shown["introducer_name"] == "[erased]" and REASON not in json.dumps(shown, ensure_ascii=False)
     assert ledger("audit", "verify", "--format", "json", store=store).returncode == 0
+    # everyone is erased, yet a wrong master key is still caught (the check key)
+    assert _json(ledger("keys", "check", store=store)) == {"data_keys": 0, "by_master_key": {}}
+    wrong = ledger("report", store=store, keys=f"ka:{_key(9)}", check=False)
+    assert wrong.returncode == 2 and b"is not the key they were wrapped with" in wrong.stderr, wrong.stderr
     on_disk = _store_bytes(store)
     assert not [s for s in _secrets() if s in on_disk]
     export = _json(ledger("subject-export", "--party", "introducer", "--id", "int-zoe", store=store))
