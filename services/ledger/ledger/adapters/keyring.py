@@ -110,6 +110,7 @@ class AesGcmKeyring:
         self._masters = masters
         self._opened: dict[PartyRef, bytes] = {}
         self._lock = threading.Lock()
+        self._has_check_key = False
 
     # -- master keys ---------------------------------------------------------------------
 
@@ -131,6 +132,12 @@ class AesGcmKeyring:
             self._unwrap(owner, master_id)
             tried.add(master_id)
         return sum(1 for owner, _ in owners if owner != CHECK_OWNER)
+
+    def people_keys(self) -> list[tuple[str, str]]:
+        """``(owner, master key id)`` of every person's data key (the check key left out)."""
+        return [
+            (owner, master_id) for owner, master_id in self._store.data_key_owners() if owner != CHECK_OWNER
+        ]
 
     def rotate(self) -> int:
         """Rewrap every data key not wrapped by the current master key; how many people's
@@ -180,11 +187,7 @@ class AesGcmKeyring:
         if stored is None:
             if not create:
                 return None
-            if self._store.data_key(CHECK_OWNER) is None:
-                check = os.urandom(KEY_BYTES)
-                self._store.add_data_key(
-                    CHECK_OWNER, self._masters.current_id, self._wrap(CHECK_OWNER, check)
-                )
+            self._ensure_check_key()
             fresh = os.urandom(KEY_BYTES)
             stored = self._store.add_data_key(name, self._masters.current_id, self._wrap(name, fresh))
         key = self._unwrap(name, stored[0], stored[1])
@@ -193,6 +196,16 @@ class AesGcmKeyring:
                 self._opened.clear()
             self._opened[owner] = key
         return key
+
+    def _ensure_check_key(self) -> None:
+        """Make the check key (:data:`CHECK_OWNER`) if the store has none; read once."""
+        if not self._has_check_key:
+            if self._store.data_key(CHECK_OWNER) is None:
+                check = os.urandom(KEY_BYTES)
+                self._store.add_data_key(
+                    CHECK_OWNER, self._masters.current_id, self._wrap(CHECK_OWNER, check)
+                )
+            self._has_check_key = True
 
     def has_key(self, owner: PartyRef) -> bool:
         return self._data_key(owner, create=False) is not None

@@ -242,7 +242,6 @@ def keys_generate(
 def keys_rotate() -> None:
     """Rewrap every person's data key with the first (newest) master key; then the older
     master keys can be dropped from LEDGER_MASTER_KEYS."""
-    from ledger.adapters.keyring import CHECK_OWNER
     from ledger.bootstrap import build_keyring, build_store
 
     settings = settings_or_exit()
@@ -252,8 +251,7 @@ def keys_rotate() -> None:
         try:
             keyring = build_keyring(settings, store)
             rewrapped = keyring.rotate()
-            people = [owner for owner, _ in store.data_key_owners() if owner != CHECK_OWNER]
-            return {"rewrapped": rewrapped, "data_keys": len(people)}
+            return {"rewrapped": rewrapped, "data_keys": len(keyring.people_keys())}
         finally:
             store.close()
 
@@ -264,7 +262,6 @@ def keys_rotate() -> None:
 @keys_app.command("check")
 def keys_check() -> None:
     """Check that the configured master keys open every data key of the store."""
-    from ledger.adapters.keyring import CHECK_OWNER
     from ledger.bootstrap import build_keyring, build_store
 
     settings = settings_or_exit()
@@ -272,8 +269,7 @@ def keys_check() -> None:
     def check() -> dict[str, Any]:
         store = build_store(settings)
         try:
-            build_keyring(settings, store)
-            owners = [(owner, key) for owner, key in store.data_key_owners() if owner != CHECK_OWNER]
+            owners = build_keyring(settings, store).people_keys()
             by_master: dict[str, int] = {}
             for _, master_id in owners:
                 by_master[master_id] = by_master.get(master_id, 0) + 1
