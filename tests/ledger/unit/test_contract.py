@@ -6,12 +6,16 @@ import json
 from datetime import date
 from decimal import Decimal
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger.application.contract import (
     MAX_MESSAGE_BYTES,
     Rejection,
     fact_to_data,
+    has_duplicate_keys,
     parse_envelope,
     type_of_fact,
 )
@@ -267,6 +271,66 @@ def test_an_escaped_quote_before_a_colon_in_a_value_is_not_taken_for_a_key() -> 
     """The duplicate-key check counts keys, not quotes followed by colons inside strings."""
     parsed = parse_envelope(env(source='erp \\"a\\":b \\\\":', traceparent='q\\":'))
     assert parsed.envelope.source.startswith("erp")
+
+
+def test_strings_that_begin_with_a_colon_are_not_taken_for_keys() -> None:
+    """A value (or an extension) starting with ':' is accepted: it is not a second key."""
+    parsed = parse_envelope(env(source=":erp", traceparent=":", subject=": a colon first"))
+    assert parsed.envelope.source == ":erp"
+    spaced = env(source=":erp").replace('": ', '" : ').encode()
+    assert parse_envelope(spaced).envelope.source == ":erp"
+
+
+def _reference_has_duplicates(text: bytes) -> bool:
+    found = False
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        nonlocal found
+        found = found or len({k for k, _ in items}) != len(items)
+        return dict(items)
+
+    json.loads(text, object_pairs_hook=pairs)
+    return found
+
+
+_KEYS = st.sampled_from(["a", "b", ":", "a:", ' "x":', "\\", '"', "é", "\u2028", ""])
+_LEAVES = st.one_of(st.integers(-5, 5), st.none(), st.booleans(), _KEYS, st.text(max_size=6))
+
+
+@st.composite
+def _json_texts(draw: st.DrawFn) -> bytes:
+    """JSON texts written by hand: any spacing, escapes, keys repeated or not."""
+    space = st.sampled_from(["", " ", "\n", "\t ", "\r\n"])
+
+    def write(depth: int) -> str:
+        kind = draw(st.sampled_from(["leaf", "list", "object", "object"] if depth < 3 else ["leaf"]))
+        if kind == "leaf":
+            return json.dumps(draw(_LEAVES), ensure_ascii=draw(st.booleans()))
+        if kind == "list":
+            items = [write(depth + 1) for _ in range(draw(st.integers(0, 3)))]
+            return "[" + ",".join(draw(space) + item + draw(space) for item in items) + "]"
+        keys = draw(st.lists(_KEYS | st.text(max_size=4), max_size=4))
+        members = [
+            draw(space)
+            + json.dumps(key, ensure_ascii=draw(st.booleans()))
+            + draw(space)
+            + ":"
+            + draw(space)
+            + write(depth + 1)
+            + draw(space)
+            for key in keys
+        ]
+        return "{" + ",".join(members) + "}"
+
+    return write(0).encode()
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_texts())
+def test_duplicate_keys_are_found_exactly_as_a_reference_parser_finds_them(text: bytes) -> None:
+    """The duplicate-key check agrees with json's object_pairs_hook on any spacing, escape or
+    string that starts with a colon."""
+    assert has_duplicate_keys(text, orjson.loads(text)) == _reference_has_duplicates(text)
 
 
 def test_refusal_keeps_the_envelope_id_when_there_is_one() -> None:

@@ -71,6 +71,7 @@ __all__ = [
     "Rejection",
     "fact_of_stored",
     "fact_to_data",
+    "has_duplicate_keys",
     "parse_envelope",
     "type_of_fact",
 ]
@@ -745,18 +746,37 @@ def _reason(error: ValidationError) -> tuple[str, str]:
     return reason, message
 
 
-#: The end of a JSON object key: an unescaped quote (after an even number of backslashes),
-#: optional whitespace, a colon. Inside a JSON string every quote is escaped, and after a
-#: string value comes ``,`` ``}`` or ``]``: so this counts exactly the keys of the text.
-_KEY_END = re.compile(rb'(?<!\\)(?:\\\\)*"[ \t\n\r]*:')
+#: One JSON string (escapes included) and what follows it: a colon after optional whitespace
+#: makes it an object key. Outside strings valid JSON has no quotes, so matching string after
+#: string from the left finds every string, and counts exactly the keys of the text.
+_STRING_THEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"[ \t\n\r]*(:?)')
 
 
-def _count_keys(node: Any) -> int:
-    if isinstance(node, dict):
-        return len(node) + sum(_count_keys(v) for v in node.values())
-    if isinstance(node, list):
-        return sum(_count_keys(v) for v in node)
-    return 0
+def _key_count(text: bytes) -> int:
+    """How many object keys the (valid) JSON ``text`` writes, duplicates included."""
+    return _STRING_THEN.findall(text).count(b":")
+
+
+def has_duplicate_keys(text: bytes, doc: Any) -> bool:
+    """Whether the valid JSON ``text`` (parsed into ``doc``, which keeps one value per key)
+    writes a key twice in one object.
+
+    ``doc``'s compact dump holds each key once. Without a backslash and without whitespace
+    after a quote in ``text``, every quote delimits a string, and ``":`` counts the keys plus
+    the strings that begin with a colon; those strings are the same in both texts unless a
+    key is written twice (whose dropped copy then adds to ``text``'s count). So the counts
+    differ exactly when a key is repeated: two byte counts, no Python per key. Otherwise the
+    strings are matched one by one."""
+    compact = orjson.dumps(doc)
+    if (
+        b"\\" not in text
+        and b'" ' not in text
+        and b'"\n' not in text
+        and b'"\t' not in text
+        and b'"\r' not in text
+    ):
+        return text.count(b'":') != compact.count(b'":')
+    return _key_count(text) != _key_count(compact)
 
 
 def parse_envelope(raw: bytes | str, *, sealed: bool = False) -> ParsedFact:
@@ -777,7 +797,7 @@ def parse_envelope(raw: bytes | str, *, sealed: bool = False) -> ParsedFact:
         raise Rejection("invalid_json", f"expected a JSON object, got {type(doc).__name__}")
     raw_id = doc.get("id")
     envelope_id = raw_id if is_envelope_id(raw_id) else None
-    if len(_KEY_END.findall(data)) != _count_keys(doc):
+    if has_duplicate_keys(data, doc):
         raise Rejection("invalid_json", "an object has the same key twice", envelope_id)
     try:
         envelope = Envelope.model_validate(doc)
