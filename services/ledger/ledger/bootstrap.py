@@ -5,37 +5,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from faststream import Context
-from faststream.asgi import AsgiFastStream, AsgiResponse, get
-from faststream.asgi.types import ASGIApp, Scope
-from faststream.nats import JStream, NatsBroker
-from faststream.specification import AsyncAPI
-
-from coop_runtime.broker import build_broker
-from coop_runtime.http import json_response, operations_routes
-from coop_runtime.http_guard import HttpGuard
 from coop_runtime.netguard import NO_ALLOW
-from ledger import __version__
-from ledger.adapters.asyncapi import complete_asyncapi
-from ledger.adapters.consumer import REJECTED_SUBJECT
-from ledger.adapters.docs import asyncapi_page, openapi_document, openapi_page
 from ledger.adapters.eventstore import EventSourcedFactStore
 from ledger.adapters.heap import DEFAULT_FREEZE_EVERY_FACTS, HeapFreezer
 from ledger.adapters.keyring import AesGcmKeyring, MasterKeys
 from ledger.adapters.memory_store import MemoryFactStore
-from ledger.adapters.metrics import LedgerMetrics
-from ledger.adapters.query_api import http_routes, nats_answer, statement_pages
-from ledger.adapters.service import LedgerService
 from ledger.application.admission import webhook_admission
 from ledger.application.ledger import Ledger
-from ledger.application.outbound import OUTBOUND_MODELS
 from ledger.application.ports import FactStore
-from ledger.application.queries import View
-from ledger.application.schemas import generate_schemas
 from ledger.application.sealing import Sealer
 from ledger.settings import Settings
+
+if TYPE_CHECKING:  # the serving stack (FastStream, HTTP) is imported by build_app only, so
+    # the offline commands (report, ingest, audit, ...) start without it
+    from faststream.nats import NatsBroker
+    from faststream.specification import AsyncAPI
+
+    from coop_runtime.http_guard import HttpGuard
+    from ledger.adapters.metrics import LedgerMetrics
+    from ledger.adapters.service import LedgerService
+    from ledger.application.queries import View
 
 __all__ = [
     "LedgerApp",
@@ -95,6 +86,10 @@ def build_ephemeral_ledger(
 
 
 def _register_nats_queries(broker: NatsBroker, service: LedgerService) -> None:
+    from faststream import Context
+
+    from ledger.adapters.query_api import nats_answer
+
     def max_payload() -> int:
         return int(broker.config.connection_state.connection.max_payload or 1024 * 1024)
 
@@ -139,6 +134,11 @@ def _register_nats_queries(broker: NatsBroker, service: LedgerService) -> None:
 def _declare_publishers(broker: NatsBroker) -> None:
     """The subjects the ledger publishes, for the AsyncAPI document. The service opens its
     streams itself (configured, retried): FastStream must not declare them at connect time."""
+    from faststream.nats import JStream
+
+    from ledger.adapters.consumer import REJECTED_SUBJECT
+    from ledger.application.outbound import OUTBOUND_MODELS
+
     out_stream = JStream("LEDGER_OUT", declare=False)
     for kind, model in OUTBOUND_MODELS.items():
         broker.publisher(
@@ -158,6 +158,10 @@ def _declare_publishers(broker: NatsBroker) -> None:
 
 
 def _asyncapi(broker: NatsBroker) -> AsyncAPI:
+    from faststream.specification import AsyncAPI
+
+    from ledger import __version__
+
     return AsyncAPI(
         broker,
         title="Commission ledger",
@@ -178,6 +182,19 @@ class LedgerApp:
 
 def build_app(settings: Settings | None = None) -> LedgerApp:
     """``ledger serve``: the FastStream app (behind the HTTP guard) and the service."""
+    from faststream.asgi import AsgiFastStream, AsgiResponse, get
+    from faststream.asgi.types import ASGIApp, Scope
+
+    from coop_runtime.broker import build_broker
+    from coop_runtime.http import json_response, operations_routes
+    from coop_runtime.http_guard import HttpGuard
+    from ledger import __version__
+    from ledger.adapters.asyncapi import complete_asyncapi
+    from ledger.adapters.docs import asyncapi_page, openapi_document, openapi_page
+    from ledger.adapters.metrics import LedgerMetrics
+    from ledger.adapters.query_api import http_routes, statement_pages
+    from ledger.adapters.service import LedgerService
+
     settings = settings or Settings()
     metrics = LedgerMetrics()
     store = build_store(settings, metrics)
@@ -240,6 +257,8 @@ def build_app(settings: Settings | None = None) -> LedgerApp:
 def all_schema_files() -> dict[str, dict[str, Any]]:
     """Every file of ``schemas/``: JSON Schema of each message and the AsyncAPI document
     (of the app ``ledger serve`` builds, on a throwaway in-memory store)."""
+    from ledger.application.schemas import generate_schemas
+
     files = generate_schemas()
     app = build_app(Settings(store_url="memory:", nats_url="nats://127.0.0.1:4222"))
     try:

@@ -21,7 +21,6 @@ import orjson
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
-from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
 from ledger.application.ports import IntegrityCheckError, PositionConflictError, StoredFact
@@ -245,6 +244,16 @@ class EventSourcedFactStore:
 #: recorder's, since erasure deletes rows (the log itself is append-only).
 
 
+def _is_postgres(datastore: object) -> bool:
+    """Whether ``datastore`` is eventsourcing's PostgreSQL one (its module, psycopg included, is
+    loaded only when the store is PostgreSQL: the other commands start without it)."""
+    if type(datastore).__module__ != "eventsourcing.postgres":
+        return False
+    from eventsourcing.postgres import PostgresDatastore
+
+    return isinstance(datastore, PostgresDatastore)
+
+
 class _DataKeyTable:
     """Wrapped data keys in the store's database (SQLite or PostgreSQL), or in memory when
     the recorder has no database (``memory:``)."""
@@ -252,7 +261,7 @@ class _DataKeyTable:
     def __init__(self, recorder: object, sqlite_path: str | None) -> None:
         datastore = getattr(recorder, "datastore", None)
         self._sqlite = isinstance(datastore, SQLiteDatastore)
-        self._datastore = datastore if isinstance(datastore, (SQLiteDatastore, PostgresDatastore)) else None
+        self._datastore = datastore if self._sqlite or _is_postgres(datastore) else None
         self._sqlite_path = (
             sqlite_path if self._sqlite and sqlite_path and "memory" not in sqlite_path else None
         )
