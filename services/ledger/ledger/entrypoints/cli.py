@@ -144,6 +144,7 @@ def serve() -> None:
     """Run the ledger service: NATS JetStream in and out, HTTP for metrics, health and reports."""
     import asyncio
 
+    import faststream  # noqa: F401  (its loggers exist before configure_logging takes them over)
     import structlog
 
     from coop_runtime.asgi_server import serve_asgi
