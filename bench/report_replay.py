@@ -15,6 +15,10 @@ target, peak RSS in MiB, RSS per 1,000 facts, and against the previous size the 
 RSS growth to size growth (at most about 1 means memory grows linearly, not faster) and
 the marginal RSS per 1,000 added facts.
 
+The same file then goes through ``bench/replay_ceiling.py`` (the unavoidable work: read,
+one JSON parse with native pydantic validation, one canonical dump, two SHA-256), and the
+ratio of its time to the report's is printed ("of ceil", the issue's target 0.8).
+
 Each report is checked: ``summary.accepted`` must equal the number of lines, nothing may
 be rejected, and the trial balance must have debits equal to credits in every currency;
 otherwise a FAIL line is printed and the exit status is 1. Anomalies (which a valid
@@ -41,6 +45,7 @@ from bench.history import generate
 
 REPO = Path(__file__).resolve().parents[1]
 LEDGER = REPO / ".venv" / "bin" / "ledger"
+CEILING = REPO / "bench" / "replay_ceiling.py"
 TARGET_FACTS_PER_S = 20_000
 MIB = 2**20
 
@@ -52,6 +57,7 @@ class Run:
     seconds: float
     rss: int  # bytes, peak of the child
     report: dict[str, Any]
+    ceiling_s: float  # the same file through bench/replay_ceiling.py, same run
 
 
 def write_history(path: Path, size: int, seed: int) -> float:
@@ -95,9 +101,12 @@ def measure(size: int, seed: int, folder: Path) -> Run:
     generate_s = write_history(history, size, seed)
     try:
         seconds, rss, document = replay(history, folder)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, str(CEILING), str(history)], check=True, stdout=subprocess.DEVNULL)
+        ceiling_s = time.perf_counter() - started
     finally:
         history.unlink()
-    return Run(size, generate_s, seconds, rss, document)
+    return Run(size, generate_s, seconds, rss, document, ceiling_s)
 
 
 def check(run: Run) -> list[str]:
@@ -138,7 +147,8 @@ def main() -> None:
         base = measure(0, args.seed, folder)
         print(f"fixed cost (empty history): {base.seconds:.2f} s, peak RSS {base.rss / MIB:.0f} MiB\n")
         header = (
-            f"{'facts':>10} {'seconds':>8} {'facts/s':>9} {'vs 20k/s':>8} {'peak RSS':>9} "
+            f"{'facts':>10} {'seconds':>8} {'facts/s':>9} {'ceiling/s':>9} {'of ceil':>7} "
+            f"{'vs 20k/s':>8} {'peak RSS':>9} "
             f"{'per 1k facts':>12} {'RSS growth':>10} {'size growth':>11} {'ratio':>6} "
             f"{'marginal/1k':>11} {'anomalies':>9} {'generate':>8}"
         )
@@ -154,7 +164,8 @@ def main() -> None:
                 growth, size_growth, ratio = f"{rss_x:.2f}x", f"{size_x:.2f}x", f"{rss_x / size_x:.2f}"
                 marginal = f"{(run.rss - previous.rss) / 1024 / (size - previous.facts) * 1000:.0f} KiB"
             print(
-                f"{size:>10,} {run.seconds:>8.2f} {rate:>9,.0f} {rate / TARGET_FACTS_PER_S:>7.2f}x "
+                f"{size:>10,} {run.seconds:>8.2f} {rate:>9,.0f} {size / run.ceiling_s:>9,.0f} "
+                f"{run.ceiling_s / run.seconds:>7.2f} {rate / TARGET_FACTS_PER_S:>7.2f}x "
                 f"{run.rss / MIB:>5.0f} MiB {run.rss / 1024 / size * 1000:>8.0f} KiB "
                 f"{growth:>10} {size_growth:>11} {ratio:>6} {marginal:>11} "
                 f"{len(run.report.get('anomalies') or []):>9} {run.generate_s:>7.1f}s",
@@ -166,7 +177,9 @@ def main() -> None:
             previous = run
     print(
         "\nratio = RSS growth / size growth between consecutive sizes (<= ~1: memory grows at most "
-        "linearly); marginal = extra RSS per 1,000 extra facts; per 1k facts includes the fixed cost."
+        "linearly); marginal = extra RSS per 1,000 extra facts; per 1k facts includes the fixed cost;\n"
+        "ceiling/s = the same file through bench/replay_ceiling.py (read, one native-validated JSON "
+        "parse, one canonical dump, two SHA-256: no rules), same run; of ceil = its time / ours."
     )
     if failed:
         sys.exit(1)

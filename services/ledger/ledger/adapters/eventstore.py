@@ -106,6 +106,15 @@ class EventSourcedFactStore:
         self._keys = _DataKeyTable(self.app.recorder, env.get("SQLITE_DBNAME"))
         #: No cipher, no compressor: facts are written and read as the stored JSON directly.
         self._plain = self.app.mapper.cipher is None and self.app.mapper.compressor is None
+        recorder: Any = self.app.recorder
+        table = str(getattr(recorder, "events_table_name", "stored_events"))
+        assert table.isidentifier(), table  # eventsourcing's own table name, never input
+        self._sqlite_select = (
+            f"SELECT originator_version, topic, state FROM {table} "  # noqa: S608
+            "WHERE originator_id=? AND originator_version>? ORDER BY originator_version ASC LIMIT ?"
+            if isinstance(getattr(recorder, "datastore", None), SQLiteDatastore)
+            else None
+        )
 
     def published_position(self, consumer: str) -> int:
         """How far ``consumer`` (e.g. the outbox) got through the log."""
@@ -147,27 +156,45 @@ class EventSourcedFactStore:
             out.append(record)
         return out
 
+    def _rows(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
+        """(position, topic, stored state) of the facts after ``after``, in order. On SQLite
+        one plain select (the audit walks millions: no StoredEvent, no UUID per row)."""
+        recorder: Any = self.app.recorder
+        if self._sqlite_select is not None:
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(self._sqlite_select, (LOG_ID.hex, after, limit))
+                return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+        return [
+            (record.originator_version, record.topic, record.state)
+            for record in recorder.select_events(LOG_ID, gt=after, limit=limit)
+        ]
+
     def read_raw(self, after: int, limit: int) -> Sequence[tuple[int, StoredFact | str]]:
         out: list[tuple[int, StoredFact | str]] = []
         plain = self._plain
-        for record in self.app.recorder.select_events(LOG_ID, gt=after, limit=limit):
+        for position, topic, state_bytes in self._rows(after, limit):
             try:
-                if record.topic != _TOPIC:
-                    raise TypeError(f"unexpected event type {record.topic}")
+                if topic != _TOPIC:
+                    raise TypeError(f"unexpected event type {topic}")
                 if plain:  # the stored JSON read directly: the audit walks millions of these
-                    state = orjson.loads(record.state)
+                    state = orjson.loads(state_bytes)
                     fact = StoredFact(
-                        record.originator_version,
+                        position,
                         state["envelope_json"].encode("utf-8"),
                         state["timestamp"]["_data_"],
                         state["chain_hash"],
                         state["fact_digest"],
                     )
-                    if not all(
-                        isinstance(v, str) for v in (fact.recorded_at, fact.chain_hash, fact.fact_digest)
+                    if not (
+                        type(fact.recorded_at) is str
+                        and type(fact.chain_hash) is str
+                        and type(fact.fact_digest) is str
                     ):
                         raise TypeError("a stored field has the wrong type")
                 else:
+                    record = StoredEvent(
+                        originator_id=LOG_ID, originator_version=position, topic=topic, state=state_bytes
+                    )
                     event = self.app.mapper.to_domain_event(record)
                     assert isinstance(event, FactRecorded)
                     fact = StoredFact(
@@ -177,9 +204,9 @@ class EventSourcedFactStore:
                         event.chain_hash,
                         event.fact_digest,
                     )
-                out.append((record.originator_version, fact))
+                out.append((position, fact))
             except Exception as exc:  # an altered row: the audit reports it, never crashes on it
-                out.append((record.originator_version, f"{type(exc).__name__}: {exc}"[:300]))
+                out.append((position, f"{type(exc).__name__}: {exc}"[:300]))
         return out
 
     def save_statement(self, period: str, position: int, body: bytes) -> None:
