@@ -12,6 +12,11 @@ In one run, on a fresh nats-server started here (loopback, temporary folder):
 (c) end-to-end latency at a steady rate: invoices published at --rate events/s for
     --seconds, latency = arrival of their `commission.accrued` on ledger.out - publish time.
 
+(d) restart: the ledger is stopped (SIGTERM) and started again on the same store (every
+    fact stored and published): seconds from spawn to /readyz 200, next to the first start
+    on the empty store in the same run (the issue's target: at most 2x), and the resident
+    memory (VmRSS) once ready.
+
 Prints the figures, the ratio (b)/(a) (target >= 0.5) and p50/p99 latency (target p99 < 50 ms).
 """
 
@@ -247,6 +252,13 @@ def raw_store_rate(store_url: str, n: int = 20_000, per_save: int = 100) -> floa
     return rate
 
 
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -279,6 +291,8 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     ledgers: list[subprocess.Popen[bytes]] = []
+    envs: list[dict[str, str]] = []
+    empty_ready_s = 0.0
     try:
         time.sleep(0.5)
         raw = asyncio.run(raw_baseline(url, args.facts))
@@ -296,6 +310,8 @@ def main() -> None:
                 "LEDGER_LOG_LEVEL": "warning",
                 "LEDGER_METRICS_POLL_S": "1",
             }
+            envs.append(env)
+            spawned = time.perf_counter()
             ledgers.append(
                 subprocess.Popen(
                     [str(BIN / "ledger"), "serve"],
@@ -305,6 +321,8 @@ def main() -> None:
                 )
             )
             wait_http(port, "/readyz")
+            if r == 0:
+                empty_ready_s = time.perf_counter() - spawned
         served = asyncio.run(ledger_run(url, ports[0], args.facts))
         store = "PostgreSQL" if store_url.startswith("postgres") else "SQLite"
         print(
@@ -326,6 +344,25 @@ def main() -> None:
                 f"max {max(latencies) * 1000:.1f} ms  mean {statistics.mean(latencies) * 1000:.1f} ms  "
                 f"(n={len(latencies)}; target p99 < 50 ms)"
             )
+        stored = metric(ports[0], "ledger_stored_position")
+        ledgers[0].send_signal(signal.SIGTERM)
+        ledgers[0].wait(60)
+        spawned = time.perf_counter()
+        ledgers[0] = subprocess.Popen(
+            [str(BIN / "ledger"), "serve"],
+            env=envs[0],
+            stdout=(tmp / "ledger-0-restart.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_http(ports[0], "/readyz", timeout_s=600)
+        restart_s = time.perf_counter() - spawned
+        rss = _rss_mib(ledgers[0].pid)
+        print(
+            f"(d) restart to ready, {stored:,.0f} facts stored {restart_s:>8.2f} s  "
+            f"(empty store {empty_ready_s:.2f} s; ratio {restart_s / empty_ready_s:.2f}, target <= 2); "
+            f"RSS once ready {rss:,.0f} MiB "
+            f"({rss * 1024 / max(stored, 1):.2f} KiB per stored fact)"
+        )
     finally:
         for ledger in ledgers:
             ledger.send_signal(signal.SIGTERM)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import orjson
 import pytest
@@ -12,15 +13,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.application.contract import (
+    _DIRECT,
     MAX_MESSAGE_BYTES,
     Rejection,
+    fact_of_accepted,
+    fact_of_stored,
     fact_to_data,
     has_duplicate_keys,
     parse_envelope,
     type_of_fact,
 )
 from ledger.domain.facts import InvoiceIssued
-from tests.conftest import EXAMPLE_NAMES, EXAMPLES
+from tests.conftest import EXAMPLE_NAMES, EXAMPLES, envelope
 
 INVOICE = {
     "invoice_id": "INV-1",
@@ -404,3 +408,85 @@ def test_webhooks_into_the_internal_network_are_refused_at_registration(url: str
         is None
     )  # an allow-listed address passes
     assert Settings(store_url="memory:", webhook_allow_hosts="127.0.0.1,localhost").webhook_allow_list()
+
+
+def _accepted_documents() -> list[dict[str, Any]]:
+    from bench.history import generate
+
+    raw = [line for n in EXAMPLE_NAMES for line in (EXAMPLES / f"{n}.jsonl").read_text().splitlines()]
+    by_id = {"requested_by": "ops-anne", "approved_by": "ops-bob"}
+    more = [
+        envelope(
+            "payout_run.approved", {"run_id": "R-2025-01", "date": "2025-02-03", "approved_by": "ops-b"}
+        ),
+        envelope(
+            "period.closed",
+            {"period": "2025-01", "date": "2025-02-01", "closed_by": "ops-anne", "approved_by": "ops-bob"},
+        ),
+        envelope("party.erased", {"party_type": "client", "party_id": "cli-1", **by_id}),
+        envelope(
+            "vendor_commission.received",
+            {
+                "vendor_commission_id": "vc-1",
+                "adviser_id": "adv-1",
+                "client_id": "cli-1",
+                "supplier_id": "sup-1",
+                "date": "2025-01-05",
+                "currency": "JPY",
+                "amount": "1200",
+                "description": "licence résumé 😀",
+            },
+        ),
+        envelope(
+            "payout.recorded",
+            {
+                "payout_id": "po-9",
+                "adviser_id": "coop",
+                "beneficiary_id": "int-1",
+                "date": "2025-02-10",
+                "currency": "EUR",
+                "amount": "10.50",
+                "run_id": "R-2025-01",
+                "end_to_end_id": "R-2025-01-00ab",
+                "bank_reference": "BANK 42",
+            },
+        ),
+        envelope(
+            "fact.voided",
+            {
+                "void_id": "v-1",
+                "target_type": "payment",
+                "target_id": "pay-1",
+                "date": "2025-01-15",
+                "reason": "typed twice",
+                **by_id,
+            },
+        ),
+    ]
+    return [orjson.loads(line) for line in [*raw, *more, *generate(3000, 7)]]
+
+
+def test_accepted_facts_read_back_directly_equal_the_validated_reading() -> None:
+    """Start-up's direct reading of accepted facts gives, for every type, the very fact
+    (values and their exact decimals) the validating reading gives."""
+    documents = _accepted_documents()
+    assert set(_DIRECT) <= {d["type"] for d in documents}, "a directly read type is not tested"
+    for document in documents:
+        assert repr(fact_of_accepted(document, None)) == repr(fact_of_stored(document, None)), document
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"surprise": "1"}, {"net_amount": "abc"}, {"issue_date": "not a date"}, {"net_amount": 12}],
+)
+def test_an_unexpected_stored_fact_is_read_the_validating_way(change: dict[str, object]) -> None:
+    """A stored invoice the direct reading cannot build is refused as the validating
+    reading refuses it (the same error), never built half-way."""
+    document = json.loads(env(dict(INVOICE, **change)))
+    try:
+        fact_of_stored(document, None)
+    except Exception as exc:  # whatever the validating reading raises
+        with pytest.raises(type(exc)):
+            fact_of_accepted(document, None)
+    else:
+        assert repr(fact_of_accepted(document, None)) == repr(fact_of_stored(document, None))

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -69,6 +73,7 @@ __all__ = [
     "Envelope",
     "ParsedFact",
     "Rejection",
+    "fact_of_accepted",
     "fact_of_stored",
     "fact_to_data",
     "has_duplicate_keys",
@@ -831,6 +836,76 @@ def fact_of_stored(envelope: dict[str, Any], keyring: Keyring | None) -> f.Fact:
     data = open_data(model.FACT, envelope["data"], keyring)
     fact: f.Fact = model.model_validate(data, context={"stored": True}).to_fact()
     return fact
+
+
+def fact_of_accepted(envelope: dict[str, Any], keyring: Keyring | None) -> f.Fact:
+    """:func:`fact_of_stored` for a fact of the ledger's own log, read back at start-up or
+    catch-up: the contract was checked when it was accepted and the chain hash proves these
+    are the accepted bytes, so the common types (no personal field, plain fields) are built
+    directly from their JSON values instead of validated again (``ledger audit verify``
+    still re-validates every stored fact). Anything unexpected goes the validating way."""
+    decode = _DIRECT.get(envelope["type"])
+    if decode is not None:
+        try:
+            return decode(envelope["data"])
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            pass
+    return fact_of_stored(envelope, keyring)
+
+
+def _json_converter(hint: Any) -> tuple[type, Callable[[Any], Any] | None] | None:
+    """For a fact field's type: the JSON type its value must have and how to convert it
+    (None: as it is); None when the field is not a plain value."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [arg for arg in args if arg is not type(None)]
+        return _json_converter(rest[0]) if len(rest) == 1 else None
+    if hint is Decimal:
+        return (str, Decimal)
+    if hint is date:
+        return (str, date.fromisoformat)
+    if hint in (str, bool, int):
+        return (hint, None)
+    if typing.get_origin(hint) is Literal and {type(a) for a in args} == {str}:
+        return (str, None)
+    return None
+
+
+def _direct_decoder(model: type[_Data]) -> Callable[[dict[str, Any]], f.Fact] | None:
+    """A decoder building ``model``'s fact straight from accepted JSON values, or None when
+    the type is not plain enough (personal fields, nested values, its own ``to_fact``).
+    A value of another JSON type than the field's raises ``TypeError`` (then the caller
+    reads the validating way)."""
+    if model.to_fact is not _Data.to_fact or personal_fields_of(model.FACT):
+        return None
+    hints = typing.get_type_hints(model.FACT)
+    converters = {item.name: _json_converter(hints[item.name]) for item in dataclasses.fields(model.FACT)}
+    plain = {name: converter for name, converter in converters.items() if converter is not None}
+    if len(plain) != len(converters):
+        return None
+    assert set(plain) == set(model.model_fields), model
+    fact_type = model.FACT
+
+    def decode(data: dict[str, Any]) -> f.Fact:
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            if value is None:
+                values[name] = None
+                continue
+            kind, convert = plain[name]
+            if type(value) is not kind:
+                raise TypeError(f"{name}: {type(value).__name__}")
+            values[name] = value if convert is None else convert(value)
+        fact: f.Fact = fact_type(**values)
+        return fact
+
+    return decode
+
+
+#: The types built directly by :func:`fact_of_accepted` and their decoders.
+_DIRECT: dict[str, Callable[[dict[str, Any]], f.Fact]] = {
+    name: decoder for name, model in INBOUND_TYPES.items() if (decoder := _direct_decoder(model)) is not None
+}
 
 
 def fact_to_data(fact: f.Fact) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bisect import insort
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
@@ -135,6 +135,8 @@ class Deriver:
         self._voided: set[FactKey] = set()
         #: The void whose consequences are being derived (named in the events it causes).
         self._cause: FactVoided | None = None
+        #: Fast-forwarding: commission lines move the balances but make no events.
+        self._quiet = False
 
     def advance(self, position: int, fact: Fact) -> list[DerivedEvent]:
         """The events caused by ``fact``, stored at ``position`` (the next one)."""
@@ -144,10 +146,7 @@ class Deriver:
             return self._void(fact)
         if fact.key in self._voids:
             return self._arrived_voided(fact)
-        scope = _Scope()
-        _INDEXERS[type(fact)](self, fact, scope)
-        if fact.key[0] in VOIDABLE_TYPES:
-            self._known[fact.key] = fact
+        scope = self._index(fact)
         events: list[DerivedEvent] = []
         if isinstance(fact, IntroducerRegistered):
             events.append(self._event("introducer.registered", fact.introducer_id, introducer_payload(fact)))
@@ -169,6 +168,44 @@ class Deriver:
             events.append(self._event("payout.recorded", fact.payout_id, payout_payload(fact, balance)))
         return events + self._recompute(scope, fact)
 
+    def _index(self, fact: Fact) -> _Scope:
+        scope = _Scope()
+        _INDEXERS[type(fact)](self, fact, scope)
+        if fact.key[0] in VOIDABLE_TYPES:
+            self._known[fact.key] = fact
+        return scope
+
+    def fast_forward(self, facts: Sequence[Fact]) -> None:
+        """Advance over ``facts`` (the next positions) whose events are already published,
+        without deriving them: every fact is indexed (voids applied) as :meth:`advance`
+        does, then each commission pair and rebate client they touched is recomputed once,
+        instead of once per fact. The state reached is the one :meth:`advance` would reach
+        (the recomputes are functions of the indexed facts; a property test compares the
+        events both derive afterwards). What a restart runs over the published history."""
+        pairs: set[Pair] = set()
+        clients: set[str] = set()
+        for fact in facts:
+            self.position += 1
+            if isinstance(fact, FactVoided):
+                scope = self._take_out(fact)
+            elif fact.key in self._voids:
+                self._arrived_voided(fact)
+                continue
+            else:
+                scope = self._index(fact)
+            pairs |= scope.pairs
+            if scope.invoice is not None:
+                pairs.add(scope.invoice[0])
+            clients |= scope.clients
+        self._quiet = True  # the events are out already: only the state is wanted
+        try:
+            for pair in sorted(pairs):
+                self._recompute_pair(pair)
+            for client in sorted(clients):
+                self._recompute_client(client, None)
+        finally:
+            self._quiet = False
+
     def _recompute(self, scope: _Scope, fact: Fact) -> list[DerivedEvent]:
         events: list[DerivedEvent] = []
         for pair in sorted(scope.pairs):
@@ -185,9 +222,20 @@ class Deriver:
         """A void: announced (``fact.voided``), and when its target is known and counted,
         the target is taken out and everything it touched recomputed, each event naming
         the void as its cause."""
+        events = [self._voided_event(void, applied=void.target in self._known)]
+        scope = self._take_out(void)
+        self._cause = void
+        try:
+            events.extend(self._recompute(scope, void))
+        finally:
+            self._cause = None
+        return events
+
+    def _take_out(self, void: FactVoided) -> _Scope:
+        """Index ``void``; its target (when known and still counted) is taken out. Returns
+        what must be recomputed."""
         self._voids[void.target].append(void)
         target = self._known.get(void.target)
-        events = [self._voided_event(void, applied=target is not None)]
         scope = _Scope()
         if target is not None and void.target not in self._voided:
             self._voided.add(void.target)
@@ -195,12 +243,7 @@ class Deriver:
         elif target is None and void.target_type == "purchase":
             # a rebate listing the purchase is now split over its other purchases
             scope.clients |= self._clients_of_rebates(self._facts.rebates_by_purchase.get(void.target_id, []))
-        self._cause = void
-        try:
-            events.extend(self._recompute(scope, void))
-        finally:
-            self._cause = None
-        return events
+        return scope
 
     def _arrived_voided(self, fact: Fact) -> list[DerivedEvent]:
         """A fact whose void came first: it never counts (nothing to recompute: it was
@@ -403,6 +446,8 @@ class Deriver:
             self._move_balance(old, -1)
         if new is not None:
             self._move_balance(new, +1)
+        if self._quiet:
+            return []
         return [*self._amount_events(ref, old, new), *self._payable_events(ref, old, new)]
 
     def _amount_events(
@@ -467,7 +512,7 @@ class Deriver:
 
     # rebates ------------------------------------------------------------------------
 
-    def _recompute_client(self, client: str, fact: Fact) -> list[DerivedEvent]:
+    def _recompute_client(self, client: str, fact: Fact | None) -> list[DerivedEvent]:
         ix = self._facts
         facts: list[Fact] = []
         rebates: dict[str, RebateReceived] = {}

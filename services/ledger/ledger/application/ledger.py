@@ -16,7 +16,13 @@ from typing import Any, Literal
 
 from ledger.application.admission import Admission, admit_everything
 from ledger.application.chain import GENESIS, canonical_json, chain_hash, fact_digest
-from ledger.application.contract import Rejection, fact_of_stored, parse_envelope, type_of_fact
+from ledger.application.contract import (
+    Rejection,
+    fact_of_accepted,
+    fact_of_stored,
+    parse_envelope,
+    type_of_fact,
+)
 from ledger.application.ports import FactStore, IntegrityCheckError, PositionConflictError, StoredFact
 from ledger.application.sealing import Sealer
 from ledger.domain.books import Books, build_books
@@ -262,7 +268,7 @@ class Ledger:
             for stored in page:
                 self._check_link(stored)
                 envelope = stored.envelope
-                self.index.apply(stored, envelope["id"], fact_of_stored(envelope, self._sealer.keyring))
+                self.index.apply(stored, envelope["id"], fact_of_accepted(envelope, self._sealer.keyring))
             count += len(page)
             self.index.publish_head()
             if self._on_growth is not None:

@@ -70,8 +70,7 @@ class Pipeline:
                 f"derived events were published up to position {self.published} but the log ends at "
                 f"{self.ledger.head_position}: facts are missing; run `ledger audit verify`"
             )
-        for position, fact in enumerate(self.ledger.index.by_position[: self.published], start=1):
-            self.deriver.advance(position, fact)
+        self.deriver.fast_forward(self.ledger.index.by_position[: self.published])
         return caught
 
     def ingest(self, messages: Sequence[bytes | str]) -> list[Outcome]:
