@@ -42,6 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.history import generate
+from bench.periods import with_closes
 
 REPO = Path(__file__).resolve().parents[1]
 LEDGER = REPO / ".venv" / "bin" / "ledger"
@@ -60,18 +61,23 @@ class Run:
     ceiling_s: float  # the same file through bench/replay_ceiling.py, same run
 
 
-def write_history(path: Path, size: int, seed: int) -> float:
+def write_history(path: Path, size: int, seed: int, closes: bool = False) -> tuple[float, int]:
+    """Write the history; its generation time and its number of lines (with ``closes``, a
+    close of each month is inserted as the stream passes it: bench/periods.py)."""
     started = time.perf_counter()
+    count = 0
+    lines = with_closes(generate(size, seed)) if closes else generate(size, seed)
     with path.open("w", encoding="ascii") as out:
         batch: list[str] = []
-        for line in generate(size, seed):
+        for line in lines:
+            count += 1
             batch.append(line)
             if len(batch) >= 10_000:
                 out.write("\n".join(batch) + "\n")
                 batch.clear()
         if batch:
             out.write("\n".join(batch) + "\n")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, count
 
 
 def replay(history: Path, folder: Path) -> tuple[float, int, dict[str, Any]]:
@@ -96,9 +102,9 @@ def replay(history: Path, folder: Path) -> tuple[float, int, dict[str, Any]]:
     return elapsed, usage.ru_maxrss * 1024, document  # ru_maxrss is in KiB on Linux
 
 
-def measure(size: int, seed: int, folder: Path) -> Run:
+def measure(size: int, seed: int, folder: Path, closes: bool = False) -> Run:
     history = folder / f"history-{size}.jsonl"
-    generate_s = write_history(history, size, seed)
+    generate_s, size = write_history(history, size, seed, closes)
     try:
         seconds, rss, document = replay(history, folder)
         started = time.perf_counter()
@@ -132,6 +138,9 @@ def main() -> None:
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], metavar="N")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--closes", action="store_true", help="close each month as the stream passes it (rules R9)"
+    )
     args = parser.parse_args()
     if not LEDGER.is_file():
         raise SystemExit(f"{LEDGER} is missing: run scripts/setup first")
@@ -139,7 +148,8 @@ def main() -> None:
         parser.error("sizes must be >= 1")
 
     print(
-        f"ledger report --events, seed {args.seed}; Python {platform.python_version()}, {os.cpu_count()} CPUs"
+        f"ledger report --events, seed {args.seed}{', monthly closes' if args.closes else ''}; "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs"
     )
     failed = False
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
@@ -155,8 +165,9 @@ def main() -> None:
         print(header)
         print("-" * len(header))
         previous: Run | None = None
-        for size in args.sizes:
-            run = measure(size, args.seed, folder)
+        for wanted in args.sizes:
+            run = measure(wanted, args.seed, folder, args.closes)
+            size = run.facts
             rate = size / run.seconds
             growth = size_growth = ratio = marginal = ""
             if previous is not None and size != previous.facts:
