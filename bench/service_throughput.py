@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -158,11 +159,25 @@ async def raw_baseline(url: str, n: int) -> float:
 
 
 def metric(port: int, name: str) -> float:
+    return metrics(port).get(name, 0.0)
+
+
+def metrics(port: int) -> dict[str, float]:
+    """One scrape of the ledger's unlabelled series."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        found = {}
         for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return 0.0
+            name, _, value = line.partition(" ")
+            if value and not line.startswith("#") and "{" not in name:
+                found[name] = float(value.split()[0])
+        return found
+
+
+async def wait_metrics(port: int, done: Callable[[dict[str, float]], bool]) -> None:
+    """Poll the metrics until ``done``: one scrape every 0.2 s, off the event loop (a scrape
+    must neither stall the publisher here nor load the ledger: both would be measured)."""
+    while not done(await asyncio.to_thread(metrics, port)):
+        await asyncio.sleep(0.2)
 
 
 def wait_http(port: int, path: str, timeout_s: float = 60) -> None:
@@ -181,14 +196,13 @@ def wait_http(port: int, path: str, timeout_s: float = 60) -> None:
 async def ledger_run(url: str, port: int, n: int) -> float:
     await publish_all(url, setup_facts())
     base = len(setup_facts())
-    while metric(port, "ledger_published_position") < base:
-        await asyncio.sleep(0.05)
+    await wait_metrics(port, lambda m: m.get("ledger_published_position", 0) >= base)
     started = time.perf_counter()
     publisher = asyncio.create_task(publish_all(url, [invoice(i) for i in range(n)]))
-    while not (
-        metric(port, "ledger_stored_position") >= base + n and metric(port, "ledger_publish_lag_facts") == 0
-    ):
-        await asyncio.sleep(0.05)
+    await wait_metrics(
+        port,
+        lambda m: m.get("ledger_stored_position", 0) >= base + n and m.get("ledger_publish_lag_facts") == 0,
+    )
     elapsed = time.perf_counter() - started
     await publisher
     return n / elapsed
