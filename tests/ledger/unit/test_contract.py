@@ -285,6 +285,17 @@ def test_strings_that_begin_with_a_colon_are_not_taken_for_keys() -> None:
     assert parse_envelope(spaced).envelope.source == ":erp"
 
 
+@pytest.mark.parametrize("depth", [100, 300, 1000, 5000])
+def test_deep_nesting_is_refused_as_invalid_json_never_a_crash(depth: int) -> None:
+    """Arrays or objects nested hundreds of levels deep are refused (``invalid_json``, or the
+    envelope's own checks when shallow enough), never raised as an unexpected error."""
+    for inner in (b"[" * depth + b"]" * depth, b'{"x":' * depth + b"1" + b"}" * depth):
+        raw = b'{"specversion":"1.0","id":"deep-1","source":"s","type":"t","data":{"a":' + inner + b"}}"
+        with pytest.raises(Rejection) as caught:
+            parse_envelope(raw)
+        assert caught.value.reason in {"invalid_json", "unknown_type", "too_large"}, caught.value.message
+
+
 def _reference_has_duplicates(text: bytes) -> bool:
     found = False
 

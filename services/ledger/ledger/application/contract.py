@@ -802,7 +802,11 @@ def parse_envelope(raw: bytes | str, *, sealed: bool = False) -> ParsedFact:
         raise Rejection("invalid_json", f"expected a JSON object, got {type(doc).__name__}")
     raw_id = doc.get("id")
     envelope_id = raw_id if is_envelope_id(raw_id) else None
-    if has_duplicate_keys(data, doc):
+    try:
+        duplicated = has_duplicate_keys(data, doc)
+    except orjson.JSONEncodeError:  # orjson writes back fewer levels than it reads
+        raise Rejection("invalid_json", "nested too deeply for a contract message", envelope_id) from None
+    if duplicated:
         raise Rejection("invalid_json", "an object has the same key twice", envelope_id)
     try:
         envelope = Envelope.model_validate(doc)
