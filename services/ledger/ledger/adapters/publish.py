@@ -161,6 +161,8 @@ async def publish_one(js: Any, subject: str, raw: bytes, msg_id: str) -> object:
         except (
             nats.errors.TimeoutError,
             nats.errors.NoRespondersError,
+            # what js.publish raises while the stream is not back yet after a server restart
+            nats.js.errors.NoStreamResponseError,
             nats.errors.ConnectionClosedError,
             nats.js.errors.ServiceUnavailableError,
             TimeoutError,
