@@ -32,7 +32,7 @@ from ledger.application.derive import Deriver
 from ledger.application.ledger import fact_from_envelope
 from ledger.application.periods import CloseAt, closing_figures, compute_statement, statement_json
 from ledger.application.ports import StoredFact
-from ledger.domain.books import build_books
+from ledger.domain.books import PrefixBooks, build_books
 from ledger.domain.facts import Fact, PeriodClosed
 
 __all__ = [
@@ -308,6 +308,7 @@ def compare_statements(walk: ChainWalk, stored_statement: Callable[[str], bytes 
     faults: list[Fault] = []
     previous: CloseAt | None = None
     previous_closing = None
+    prefix = PrefixBooks()  # each close's books brought forward from the previous one's
     for position, fact in enumerate(walk.valid_facts, start=1):
         if not isinstance(fact, PeriodClosed):
             continue
@@ -319,6 +320,7 @@ def compare_statements(walk: ChainWalk, stored_statement: Callable[[str], bytes 
             previous=previous,
             previous_closing=previous_closing,
             head={"position": position, "hash": walk.hash_at[position]},
+            prefix=prefix,
         )
         body = stored_statement(fact.period)
         if body is None:

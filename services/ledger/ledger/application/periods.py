@@ -22,7 +22,7 @@ import orjson
 
 from ledger.application.ledger import Ledger
 from ledger.application.report import commission_row, disclosure_row
-from ledger.domain.books import Books, build_books
+from ledger.domain.books import Books, PrefixBooks, build_books
 from ledger.domain.facts import (
     COOPERATIVE,
     Fact,
@@ -112,24 +112,35 @@ def _in_month(day: Any, period: str) -> bool:
     return day is not None and month_of(day) == period
 
 
-def _touched(fact: Fact | None, end: Books) -> dict[str, list[str]]:
+class _Parties:
+    """What :func:`_touched` looks up in the books, indexed once per statement."""
+
+    def __init__(self, end: Books) -> None:
+        self.purchases = {p.purchase_id: p for p in end.purchases}
+        self.purchases.update((v.purchase_id, v) for v in end.voided if isinstance(v, PurchaseRecorded))
+        self.invoices = {i.invoice_id: i for i in end.invoices}
+        self.introducers: dict[str, set[str]] = {}
+        for c in end.commissions:
+            self.introducers.setdefault(c.invoice_id, set()).add(c.introducer_id)
+
+
+def _touched(fact: Fact | None, parties: _Parties) -> dict[str, list[str]]:
     """The introducers, clients and advisers a voided fact concerned (so each is told of the
     void on its statement); nobody when the target is not known."""
     introducers: set[str] = set()
     clients: set[str] = set()
     advisers: set[str] = set()
-    purchases = {p.purchase_id: p for p in end.purchases}
-    purchases.update((v.purchase_id, v) for v in end.voided if isinstance(v, PurchaseRecorded))
+    purchases = parties.purchases
     if isinstance(fact, IntroductionRecorded):
         introducers.add(fact.introducer_id)
         clients.add(fact.client_id)
         advisers.add(fact.adviser_id)
     elif isinstance(fact, PaymentReceived):
-        invoice = next((i for i in end.invoices if i.invoice_id == fact.invoice_id), None)
+        invoice = parties.invoices.get(fact.invoice_id)
         if invoice is not None:
             clients.add(invoice.client_id)
             advisers.add(invoice.adviser_id)
-        introducers |= {c.introducer_id for c in end.commissions if c.invoice_id == fact.invoice_id}
+        introducers |= parties.introducers.get(fact.invoice_id, set())
     elif isinstance(fact, PayoutRecorded):
         introducers.add(fact.beneficiary_id)
         advisers.add(fact.adviser_id)
@@ -149,7 +160,6 @@ def _touched(fact: Fact | None, end: Books) -> dict[str, list[str]]:
 
 def _details(end: Books, period: str, voids: Sequence[FactVoided]) -> dict[str, Any]:
     """The month's lines, for the statements of each party."""
-    voided = {fact.key: fact for fact in end.voided}
     return {
         "commissions": [commission_row(c) for c in end.commissions if _in_month(c.invoice_date, period)],
         "payouts": [
@@ -206,20 +216,29 @@ def _details(end: Books, period: str, voids: Sequence[FactVoided]) -> dict[str, 
             if _in_month(p.date, period)
         ],
         "disclosures": [disclosure_row(d) for d in end.disclosures if _in_month(d.date, period)],
-        "voids": [
-            {
-                "void_id": v.void_id,
-                "target_type": v.target_type,
-                "target_id": v.target_id,
-                "date": v.date.isoformat(),
-                "reason": v.reason,
-                "requested_by": v.requested_by,
-                "approved_by": v.approved_by,
-                **_touched(voided.get(v.target), end),
-            }
-            for v in voids
-        ],
+        "voids": _void_rows(end, voids),
     }
+
+
+def _void_rows(end: Books, voids: Sequence[FactVoided]) -> list[dict[str, Any]]:
+    """The voids learned in the month, each with the parties its target concerned."""
+    if not voids:
+        return []
+    voided = {fact.key: fact for fact in end.voided}
+    parties = _Parties(end)
+    return [
+        {
+            "void_id": v.void_id,
+            "target_type": v.target_type,
+            "target_id": v.target_id,
+            "date": v.date.isoformat(),
+            "reason": v.reason,
+            "requested_by": v.requested_by,
+            "approved_by": v.approved_by,
+            **_touched(voided.get(v.target), parties),
+        }
+        for v in voids
+    ]
 
 
 def compute_statement(
@@ -230,13 +249,21 @@ def compute_statement(
     previous: CloseAt | None,
     previous_closing: Figures | None,
     head: dict[str, Any],
+    prefix: PrefixBooks | None = None,
 ) -> dict[str, Any]:
     """Month ``period``'s statement from ``facts`` (the log up to the close's position, or
-    to the head for a provisional one), the previous close and its closing figures."""
+    to the head for a provisional one), the previous close and its closing figures. With a
+    ``prefix`` shared by the statements of successive months (in order), the books are
+    brought forward from the previous month's instead of rebuilt (the result is the same)."""
     parse_period(period)
     upto = len(facts)
-    before = build_books(facts, as_of=month_end(previous_period(period)), postings=False)
-    end = build_books(facts, as_of=month_end(period), postings=False)
+    before_day, end_day = month_end(previous_period(period)), month_end(period)
+    if prefix is None:
+        before = build_books(facts, as_of=before_day, postings=False)
+        end = build_books(facts, as_of=end_day, postings=False)
+    else:
+        before = prefix.books(facts, before_day)
+        end = prefix.books(facts, end_day)
     rows = statement_rows(figures_of(before), figures_of(end), previous_closing)
     since = previous.position if previous is not None else 0
     learned = [f for f in facts[since:upto] if isinstance(f, FactVoided)]

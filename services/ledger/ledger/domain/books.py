@@ -14,6 +14,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from heapq import heappop, heappush
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from ledger.domain.accounts import Posting, trial_balance
@@ -37,6 +39,8 @@ from ledger.domain.facts import (
     CreditNoteIssued,
     EligibilityChanged,
     Fact,
+    FactKey,
+    FactVoided,
     IntroducerRegistered,
     IntroductionRecorded,
     InvoiceIssued,
@@ -61,7 +65,7 @@ from ledger.domain.purchasing import (
     rebate_shares,
     rebates,
 )
-from ledger.domain.voids import VoidLine, apply_voids
+from ledger.domain.voids import Voiding, VoidLine, apply_voids, unknown_targets, void_lines
 
 __all__ = [
     "Anomaly",
@@ -70,8 +74,10 @@ __all__ = [
     "CommissionLine",
     "DonationLine",
     "IntroductionLine",
+    "LineMemo",
     "MarginLine",
     "Posting",
+    "PrefixBooks",
     "RebateLine",
     "RebateShareLine",
     "VoidLine",
@@ -261,42 +267,53 @@ def _index(facts: Iterable[Fact], as_of: dt.date | None) -> _Index:
             continue
         _INDEXERS[type(fact)](ix, fact)
     for invoices in ix.by_pair.values():
-        invoices.sort(key=lambda inv: (inv.issue_date, inv.invoice_id))
+        invoices.sort(key=attrgetter("issue_date", "invoice_id"))
     return ix
 
 
-def build_books(facts: Iterable[Fact], as_of: dt.date | None = None, *, postings: bool = True) -> Books:
+def build_books(
+    facts: Iterable[Fact],
+    as_of: dt.date | None = None,
+    *,
+    postings: bool = True,
+    memo: LineMemo | None = None,
+) -> Books:
     """Every figure of rules R1-R6 for ``facts`` counted up to ``as_of`` (inclusive), the
     voided facts left out at every as-of date (R8). Without ``postings`` the double-entry
-    postings (and the trial balance) are left empty: what the figures alone need."""
+    postings (and the trial balance) are left empty: what the figures alone need. With a
+    ``memo`` shared by successive calls, an introduction whose inputs are the same facts
+    as in the previous call (or the one before) reuses its lines (see :class:`LineMemo`)."""
     voiding = apply_voids(facts)
-    ix = _index(voiding.counted, as_of)
+    return _assemble(_index(voiding.counted, as_of), voiding, as_of, postings=postings, memo=memo)
+
+
+def _assemble(
+    ix: _Index,
+    voiding: Voiding,
+    as_of: dt.date | None,
+    *,
+    postings: bool,
+    memo: LineMemo | None,
+    versions: Callable[[IntroductionRecorded], tuple[int, int]] | None = None,
+) -> Books:
+    """The books of the counted facts indexed in ``ix`` (pairs' invoices sorted)."""
     anomalies: list[Anomaly] = list(voiding.anomalies)
     journal: list[Posting] = []
 
-    introductions = [
-        introduction_line(intro, ix.by_pair.get((intro.adviser_id, intro.client_id), []))
-        for intro in ix.introductions
-    ]
-    introductions.sort(key=lambda line: line.introduction_id)
-
+    introductions: list[IntroductionLine] = []
     commissions: list[CommissionLine] = []
-    for intro in introductions:
-        commissions.extend(
-            pair_commission_lines(
-                intro,
-                ix.by_pair.get((intro.adviser_id, intro.client_id), []),
-                ix.credit_notes,
-                ix.payments,
-                ix.eligibility.get(intro.introducer_id, []),
-                anomalies=anomalies,
-            )
-        )
-    commissions.sort(key=lambda c: (c.invoice_id, c.introduction_id))
+    for intro in ix.introductions:
+        intro_line, lines = _introduction_commissions(intro, ix, anomalies, memo, versions)
+        introductions.append(intro_line)
+        commissions.extend(lines)
+    introductions.sort(key=attrgetter("introduction_id"))
+    commissions.sort(key=attrgetter("invoice_id", "introduction_id"))
+    if memo is not None:
+        memo.built()
     _check_orphans(ix, anomalies)
     if postings:
-        for line in commissions:
-            journal.extend(commission_postings(line))
+        for commission in commissions:
+            journal.extend(commission_postings(commission))
         journal.extend(payout_posting(payout) for payout in ix.payouts)
 
     margin_lines = margins(ix.purchases, ix.resales, anomalies)
@@ -304,10 +321,10 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None, *, postings
     shares = rebate_shares(ix.rebates, ix.purchases, anomalies, voided_purchases)
     if postings:
         journal.extend(rebate_postings(margin_lines, shares, ix.pass_throughs))
-    journal.sort(key=lambda p: (p.date, p.kind, p.ref))
+    journal.sort(key=attrgetter("date", "kind", "ref"))
     return Books(
         as_of=as_of,
-        introducers=tuple(sorted(ix.introducers.values(), key=lambda i: i.introducer_id)),
+        introducers=tuple(sorted(ix.introducers.values(), key=attrgetter("introducer_id"))),
         introductions=tuple(introductions),
         commissions=tuple(commissions),
         balances=balances(commissions, ix.payouts),
@@ -316,27 +333,127 @@ def build_books(facts: Iterable[Fact], as_of: dt.date | None = None, *, postings
         rebate_shares=tuple(shares),
         rebates=rebates(margin_lines, shares, ix.pass_throughs),
         postings=tuple(journal),
-        anomalies=tuple(sorted(set(anomalies), key=lambda a: (a.kind, a.fact_id, a.message))),
+        anomalies=tuple(sorted(set(anomalies), key=attrgetter("kind", "fact_id", "message"))),
         trial_balance=trial_balance(journal),
-        invoices=tuple(sorted(ix.invoices.values(), key=lambda i: (i.issue_date, i.invoice_id))),
+        invoices=tuple(sorted(ix.invoices.values(), key=attrgetter("issue_date", "invoice_id"))),
         credit_notes=tuple(
             sorted(
                 (n for ns in ix.credit_notes.values() for n in ns),
-                key=lambda n: (n.issue_date, n.credit_note_id),
+                key=attrgetter("issue_date", "credit_note_id"),
             )
         ),
-        pass_throughs=tuple(sorted(ix.pass_throughs, key=lambda p: (p.date, p.pass_through_id))),
-        purchases=tuple(sorted(ix.purchases.values(), key=lambda p: p.purchase_id)),
-        payouts=tuple(sorted(ix.payouts, key=lambda p: (p.date, p.payout_id))),
-        clients=tuple(sorted(ix.clients.values(), key=lambda c: c.client_id)),
-        advisers=tuple(sorted(ix.advisers.values(), key=lambda a: a.adviser_id)),
-        disclosures=tuple(sorted(ix.disclosures, key=lambda d: (d.date, d.vendor_commission_id))),
+        pass_throughs=tuple(sorted(ix.pass_throughs, key=attrgetter("date", "pass_through_id"))),
+        purchases=tuple(sorted(ix.purchases.values(), key=attrgetter("purchase_id"))),
+        payouts=tuple(sorted(ix.payouts, key=attrgetter("date", "payout_id"))),
+        clients=tuple(sorted(ix.clients.values(), key=attrgetter("client_id"))),
+        advisers=tuple(sorted(ix.advisers.values(), key=attrgetter("adviser_id"))),
+        disclosures=tuple(sorted(ix.disclosures, key=attrgetter("date", "vendor_commission_id"))),
         voids=voiding.voids,
         voided=tuple(voiding.voided[key] for key in sorted(voiding.voided)),
-        bank_details=tuple(sorted(ix.bank_details, key=lambda b: (b.introducer_id, b.effective_date))),
+        bank_details=tuple(sorted(ix.bank_details, key=attrgetter("introducer_id", "effective_date"))),
         payout_runs=tuple(ix.payout_runs[r] for r in sorted(ix.payout_runs)),
         run_approvals=tuple(ix.run_approvals[r] for r in sorted(ix.run_approvals)),
     )
+
+
+#: What one introduction's lines are computed from, by identity (see :class:`LineMemo`).
+_MemoKey = tuple[int, tuple[int, ...], tuple[tuple[dt.date, bool], ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class _MemoEntry:
+    #: The facts the key names by ``id``: held so that no other object takes their ids.
+    inputs: tuple[object, ...]
+    line: IntroductionLine
+    lines: tuple[CommissionLine, ...]
+    anomalies: tuple[Anomaly, ...]
+
+
+class LineMemo:
+    """The commission lines of each introduction, computed once per set of input facts.
+
+    An introduction's lines are a pure function of the introduction, its pair's invoices
+    (sorted), their credit notes and payments (in log order) and the introducer's
+    eligibility (R1-R5). Successive :func:`build_books` calls over a growing log (each
+    closed month's statement, ``ledger audit verify``) mostly see the same facts for most
+    pairs: the memo finds them by the identity of those facts and reuses the lines and
+    anomalies computed before. Entries not used by the last two builds are dropped, so the
+    memo holds at most two builds' worth of lines.
+    """
+
+    __slots__ = ("_current", "_previous", "hits", "misses")
+
+    def __init__(self) -> None:
+        self._current: dict[_MemoKey, _MemoEntry] = {}
+        self._previous: dict[_MemoKey, _MemoEntry] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: _MemoKey) -> _MemoEntry | None:
+        entry = self._current.get(key)
+        if entry is None:
+            entry = self._previous.get(key)
+            if entry is not None:
+                self._current[key] = entry
+        if entry is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return entry
+
+    def put(self, key: _MemoKey, entry: _MemoEntry) -> None:
+        self._current[key] = entry
+
+    def built(self) -> None:
+        """One build is over: what it did not use ages by one build."""
+        self._previous, self._current = self._current, {}
+
+
+def _introduction_commissions(
+    intro: IntroductionRecorded,
+    ix: _Index,
+    anomalies: list[Anomaly],
+    memo: LineMemo | None,
+    versions: Callable[[IntroductionRecorded], tuple[int, int]] | None,
+) -> tuple[IntroductionLine, Sequence[CommissionLine]]:
+    """R1-R5 for one introduction: its line and its commission lines (through ``memo``,
+    found by the identity of the input facts, or by ``versions``: the versions of the
+    pair's invoices with their credit notes and payments and of the introducer's
+    eligibility, when whoever fills ``ix`` counts them)."""
+    invoices = ix.by_pair.get((intro.adviser_id, intro.client_id), [])
+    eligibility = ix.eligibility.get(intro.introducer_id, [])
+    if memo is None:
+        line = introduction_line(intro, invoices)
+        return line, pair_commission_lines(
+            line, invoices, ix.credit_notes, ix.payments, eligibility, anomalies=anomalies
+        )
+    inputs: list[object] = [intro]
+    if versions is not None:
+        key: _MemoKey = (id(intro), versions(intro), ())
+    else:
+        for invoice in invoices:
+            inputs.append(invoice)
+            # a marker between the groups: the same facts split differently are other inputs
+            inputs.append(_NOTES)
+            inputs.extend(ix.credit_notes.get(invoice.invoice_id, ()))
+            inputs.append(_PAYMENTS)
+            inputs.extend(ix.payments.get(invoice.invoice_id, ()))
+        key = (id(intro), tuple(map(id, inputs)), tuple(eligibility))
+    entry = memo.get(key)
+    if entry is None:
+        found: list[Anomaly] = []
+        line = introduction_line(intro, invoices)
+        lines = pair_commission_lines(
+            line, invoices, ix.credit_notes, ix.payments, eligibility, anomalies=found
+        )
+        entry = _MemoEntry(tuple(inputs), line, tuple(lines), tuple(found))
+        memo.put(key, entry)
+    anomalies.extend(entry.anomalies)
+    return entry.line, entry.lines
+
+
+_NOTES = object()
+_PAYMENTS = object()
 
 
 def _orphans(
@@ -358,3 +475,170 @@ def _check_orphans(ix: _Index, anomalies: list[Anomaly]) -> None:
     anomalies.extend(_orphans("unknown_invoice", ix.credit_notes, ix.invoices, "credit note for invoice"))
     anomalies.extend(_orphans("unknown_invoice", ix.payments, ix.invoices, "payment for invoice"))
     anomalies.extend(_orphans("unknown_purchase", ix.resales, ix.purchases, "resale of purchase"))
+
+
+def _take_out(found: list[Any], fact: Fact) -> None:
+    """Remove ``fact`` itself (by identity) from ``found``; a void's target is most often
+    one of the latest facts, so the search starts from the end."""
+    for i in range(len(found) - 1, -1, -1):
+        if found[i] is fact:
+            del found[i]
+            return
+    raise AssertionError(f"{fact.key} is not indexed")
+
+
+def _unindex(ix: _Index, fact: Fact) -> bool:
+    """Take a voided ``fact`` out of ``ix``; False for a kind this cannot take out."""
+    if isinstance(fact, IntroductionRecorded):
+        _take_out(ix.introductions, fact)
+    elif isinstance(fact, PaymentReceived):
+        _take_out(ix.payments[fact.invoice_id], fact)
+    elif isinstance(fact, PayoutRecorded):
+        _take_out(ix.payouts, fact)
+    elif isinstance(fact, PurchaseRecorded):
+        assert ix.purchases.get(fact.purchase_id) is fact, fact.key
+        del ix.purchases[fact.purchase_id]
+    elif isinstance(fact, ResaleInvoiced):
+        _take_out(ix.resales[fact.purchase_id], fact)
+    elif isinstance(fact, RebateReceived):
+        _take_out(ix.rebates, fact)
+    elif isinstance(fact, RebatePassedThrough):
+        _take_out(ix.pass_throughs, fact)
+    elif isinstance(fact, VendorCommissionReceived):
+        _take_out(ix.disclosures, fact)
+    elif isinstance(fact, PayoutRunProposed):
+        assert ix.payout_runs.get(fact.run_id) is fact, fact.key
+        del ix.payout_runs[fact.run_id]
+    else:
+        return False
+    return True
+
+
+class PrefixBooks:
+    """The books of a growing log, as of a day that never goes back, at the cost of what
+    changed: ``books(facts, as_of)`` equals ``build_books(facts, as_of, postings=False)``.
+
+    What a run over the closed months needs (each close's statement reads the books of the
+    log up to the close, as of the end of the month before and of the month): the facts are
+    indexed once, as they come or, when dated after the as-of day, once it reaches them; a
+    void takes its target out of the index; the commission lines go through a
+    :class:`LineMemo`. Each call costs the new facts plus assembling the books, instead of a
+    replay of the whole log.
+
+    This relies on what the intake guarantees: one fact per business key (a duplicate is
+    not stored, a conflict is refused), so the order in which the index received the facts
+    changes nothing. A log where a key repeats, or a void of a kind the index cannot take
+    out, is still answered exactly: by a full :func:`build_books` (with the memo).
+    """
+
+    def __init__(self) -> None:
+        self._facts: list[Fact] = []
+        self._ix = _Index()
+        self._as_of = dt.date.min
+        #: Facts read but dated after the as-of day: (day, position, fact), a heap.
+        self._pending: list[tuple[dt.date, int, Fact]] = []
+        self._unsorted: set[tuple[str, str]] = set()
+        self._latest: dict[FactKey, Fact] = {}
+        self._voids: list[FactVoided] = []
+        self._targets: set[FactKey] = set()
+        self._voided: dict[FactKey, Fact] = {}
+        self._irregular = False
+        #: Bumped when a pair's invoices, credit notes or payments, or an introducer's
+        #: eligibility, change in the index: an introduction's lines are found by them.
+        self._pair_versions: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self._introducer_versions: defaultdict[str, int] = defaultdict(int)
+        self.memo = LineMemo()
+        self._full_memo = LineMemo()  # for the full builds of an irregular log
+
+    @property
+    def position(self) -> int:
+        """How many facts of the log were read."""
+        return len(self._facts)
+
+    def books(self, facts: Sequence[Fact], as_of: dt.date | None) -> Books:
+        """The books of ``facts`` (the log so far: what earlier calls read, and more) as of
+        ``as_of`` (None: every day; never before an earlier call's day), without postings."""
+        day = dt.date.max if as_of is None else as_of
+        assert day >= self._as_of, f"as of {day}, after as of {self._as_of}"
+        assert len(facts) >= len(self._facts), (len(facts), len(self._facts))
+        assert not self._facts or facts[len(self._facts) - 1] is self._facts[-1], "another log"
+        self._as_of = day
+        # first what waited for the day (read before what follows, and a void read next
+        # must find its target in the index), then the new facts
+        while self._pending and self._pending[0][0] <= day:
+            fact = heappop(self._pending)[2]
+            if fact.key not in self._targets:  # voided while it waited
+                self._add(fact)
+        for fact in facts[len(self._facts) :]:
+            self._read(fact)
+        if self._irregular:
+            return build_books(self._facts, as_of, postings=False, memo=self._full_memo)
+        for pair in self._unsorted:
+            self._ix.by_pair[pair].sort(key=attrgetter("issue_date", "invoice_id"))
+        self._unsorted.clear()
+        voided = dict(self._voided)
+        voiding = Voiding(
+            (),
+            void_lines(self._voids, voided),
+            voided,
+            frozenset(self._targets),
+            unknown_targets(self._voids, voided),
+        )
+        return _assemble(self._ix, voiding, as_of, postings=False, memo=self.memo, versions=self._versions)
+
+    def _versions(self, intro: IntroductionRecorded) -> tuple[int, int]:
+        pair = (intro.adviser_id, intro.client_id)
+        return self._pair_versions[pair], self._introducer_versions[intro.introducer_id]
+
+    def _changed(self, fact: Fact) -> None:
+        """Bump the version ``fact`` (indexed or taken out) changes."""
+        if isinstance(fact, InvoiceIssued):
+            self._pair_versions[(fact.adviser_id, fact.client_id)] += 1
+        elif isinstance(fact, CreditNoteIssued | PaymentReceived):
+            invoice = self._ix.invoices.get(fact.invoice_id)
+            if invoice is not None:  # else the invoice bumps its pair when it comes
+                self._pair_versions[(invoice.adviser_id, invoice.client_id)] += 1
+        elif isinstance(fact, EligibilityChanged):
+            self._introducer_versions[fact.introducer_id] += 1
+
+    def _read(self, fact: Fact) -> None:
+        self._facts.append(fact)
+        if isinstance(fact, FactVoided):
+            self._void(fact)
+            return
+        key = fact.key
+        if key in self._latest:
+            self._irregular = True  # not what the intake stores: answered by a full build
+        self._latest[key] = fact
+        if key in self._targets:
+            self._voided[key] = fact
+            return
+        day = fact.business_date
+        if day is not None and day > self._as_of:
+            heappush(self._pending, (day, len(self._facts), fact))
+        else:
+            self._add(fact)
+
+    def _add(self, fact: Fact) -> None:
+        _INDEXERS[type(fact)](self._ix, fact)
+        self._changed(fact)
+        if isinstance(fact, InvoiceIssued):
+            self._unsorted.add((fact.adviser_id, fact.client_id))
+
+    def _void(self, void: FactVoided) -> None:
+        self._voids.append(void)
+        target = void.target
+        if target in self._targets:
+            return  # taken out already
+        self._targets.add(target)
+        fact = self._latest.get(target)
+        if fact is None:
+            return  # not known yet: it is left out when it comes
+        self._voided[target] = fact
+        day = fact.business_date
+        if day is not None and day > self._as_of:
+            return  # still pending: left out when the as-of day reaches it
+        if _unindex(self._ix, fact):
+            self._changed(fact)
+        else:
+            self._irregular = True  # a kind the index cannot take out: a full build answers

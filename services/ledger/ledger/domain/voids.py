@@ -10,13 +10,13 @@ before its target applies as soon as the target arrives.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from ledger.domain.anomalies import Anomaly
 from ledger.domain.facts import Fact, FactKey, FactVoided
 
-__all__ = ["VoidLine", "Voiding", "apply_voids"]
+__all__ = ["VoidLine", "Voiding", "apply_voids", "unknown_targets", "void_lines"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,12 @@ def apply_voids(facts: Iterable[Fact]) -> Voiding:
             voided[fact.key] = fact
         else:
             counted.append(fact)
-    lines = tuple(
+    return Voiding(tuple(counted), void_lines(voids, voided), voided, targets, unknown_targets(voids, voided))
+
+
+def void_lines(voids: Iterable[FactVoided], voided: Mapping[FactKey, Fact]) -> tuple[VoidLine, ...]:
+    """One line per void, by void id: ``applied`` when its target is among ``voided``."""
+    return tuple(
         VoidLine(
             v.void_id,
             v.target_type,
@@ -73,7 +78,11 @@ def apply_voids(facts: Iterable[Fact]) -> Voiding:
         )
         for v in sorted(voids, key=lambda v: v.void_id)
     )
-    anomalies = tuple(
+
+
+def unknown_targets(voids: Iterable[FactVoided], voided: Mapping[FactKey, Fact]) -> tuple[Anomaly, ...]:
+    """An ``unknown_target`` anomaly per void whose target is not (yet) known."""
+    return tuple(
         Anomaly(
             "unknown_target",
             v.void_id,
@@ -83,4 +92,3 @@ def apply_voids(facts: Iterable[Fact]) -> Voiding:
         for v in voids
         if v.target not in voided
     )
-    return Voiding(tuple(counted), lines, voided, targets, anomalies)
