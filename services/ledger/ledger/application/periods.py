@@ -22,7 +22,7 @@ import orjson
 
 from ledger.application.ledger import Ledger
 from ledger.application.report import commission_row, disclosure_row
-from ledger.domain.books import Books, PrefixBooks, build_books
+from ledger.domain.books import MonthBooks, PrefixBooks, build_books, month_books
 from ledger.domain.facts import (
     COOPERATIVE,
     Fact,
@@ -45,7 +45,6 @@ from ledger.domain.periods import (
     PeriodRow,
     figures_of,
     month_end,
-    month_of,
     next_period,
     parse_period,
     previous_period,
@@ -108,39 +107,23 @@ def closing_figures(statement: dict[str, Any]) -> Figures:
     return out
 
 
-def _in_month(day: Any, period: str) -> bool:
-    return day is not None and month_of(day) == period
-
-
-class _Parties:
-    """What :func:`_touched` looks up in the books, indexed once per statement."""
-
-    def __init__(self, end: Books) -> None:
-        self.purchases = {p.purchase_id: p for p in end.purchases}
-        self.purchases.update((v.purchase_id, v) for v in end.voided if isinstance(v, PurchaseRecorded))
-        self.invoices = {i.invoice_id: i for i in end.invoices}
-        self.introducers: dict[str, set[str]] = {}
-        for c in end.commissions:
-            self.introducers.setdefault(c.invoice_id, set()).add(c.introducer_id)
-
-
-def _touched(fact: Fact | None, parties: _Parties) -> dict[str, list[str]]:
+def _touched(fact: Fact | None, end: MonthBooks) -> dict[str, list[str]]:
     """The introducers, clients and advisers a voided fact concerned (so each is told of the
     void on its statement); nobody when the target is not known."""
     introducers: set[str] = set()
     clients: set[str] = set()
     advisers: set[str] = set()
-    purchases = parties.purchases
+    purchases = end.purchases
     if isinstance(fact, IntroductionRecorded):
         introducers.add(fact.introducer_id)
         clients.add(fact.client_id)
         advisers.add(fact.adviser_id)
     elif isinstance(fact, PaymentReceived):
-        invoice = parties.invoices.get(fact.invoice_id)
+        invoice = end.invoices.get(fact.invoice_id)
         if invoice is not None:
             clients.add(invoice.client_id)
             advisers.add(invoice.adviser_id)
-        introducers |= parties.introducers.get(fact.invoice_id, set())
+        introducers |= end.introducers_of(fact.invoice_id)
     elif isinstance(fact, PayoutRecorded):
         introducers.add(fact.beneficiary_id)
         advisers.add(fact.adviser_id)
@@ -158,10 +141,10 @@ def _touched(fact: Fact | None, parties: _Parties) -> dict[str, list[str]]:
     return {"introducers": sorted(introducers), "clients": sorted(clients), "advisers": sorted(advisers)}
 
 
-def _details(end: Books, period: str, voids: Sequence[FactVoided]) -> dict[str, Any]:
-    """The month's lines, for the statements of each party."""
+def _details(end: MonthBooks, voids: Sequence[FactVoided]) -> dict[str, Any]:
+    """The month's lines (``end`` holds those of the month), for each party's statement."""
     return {
-        "commissions": [commission_row(c) for c in end.commissions if _in_month(c.invoice_date, period)],
+        "commissions": [commission_row(c) for c in end.commissions],
         "payouts": [
             {
                 "payout_id": p.payout_id,
@@ -175,7 +158,6 @@ def _details(end: Books, period: str, voids: Sequence[FactVoided]) -> dict[str, 
                 "bank_reference": p.bank_reference,
             }
             for p in end.payouts
-            if _in_month(p.date, period)
         ],
         "margins": [
             {
@@ -189,7 +171,6 @@ def _details(end: Books, period: str, voids: Sequence[FactVoided]) -> dict[str, 
                 "date": m.date.isoformat(),
             }
             for m in end.margins
-            if _in_month(m.date, period)
         ],
         "rebate_shares": [
             {
@@ -202,7 +183,6 @@ def _details(end: Books, period: str, voids: Sequence[FactVoided]) -> dict[str, 
                 "date": s.date.isoformat(),
             }
             for s in end.rebate_shares
-            if _in_month(s.date, period)
         ],
         "pass_throughs": [
             {
@@ -213,19 +193,14 @@ def _details(end: Books, period: str, voids: Sequence[FactVoided]) -> dict[str, 
                 "amount": format_amount(p.amount, p.currency),
             }
             for p in end.pass_throughs
-            if _in_month(p.date, period)
         ],
-        "disclosures": [disclosure_row(d) for d in end.disclosures if _in_month(d.date, period)],
+        "disclosures": [disclosure_row(d) for d in end.disclosures],
         "voids": _void_rows(end, voids),
     }
 
 
-def _void_rows(end: Books, voids: Sequence[FactVoided]) -> list[dict[str, Any]]:
+def _void_rows(end: MonthBooks, voids: Sequence[FactVoided]) -> list[dict[str, Any]]:
     """The voids learned in the month, each with the parties its target concerned."""
-    if not voids:
-        return []
-    voided = {fact.key: fact for fact in end.voided}
-    parties = _Parties(end)
     return [
         {
             "void_id": v.void_id,
@@ -235,7 +210,7 @@ def _void_rows(end: Books, voids: Sequence[FactVoided]) -> list[dict[str, Any]]:
             "reason": v.reason,
             "requested_by": v.requested_by,
             "approved_by": v.approved_by,
-            **_touched(voided.get(v.target), parties),
+            **_touched(end.voided.get(v.target), end),
         }
         for v in voids
     ]
@@ -258,12 +233,13 @@ def compute_statement(
     parse_period(period)
     upto = len(facts)
     before_day, end_day = month_end(previous_period(period)), month_end(period)
+    month = parse_period(period)
     if prefix is None:
-        before = build_books(facts, as_of=before_day, postings=False)
-        end = build_books(facts, as_of=end_day, postings=False)
+        before = month_books(build_books(facts, as_of=before_day, postings=False), None)
+        end = month_books(build_books(facts, as_of=end_day, postings=False), month)
     else:
-        before = prefix.books(facts, before_day)
-        end = prefix.books(facts, end_day)
+        before = prefix.month(facts, before_day, None)
+        end = prefix.month(facts, end_day, month)
     rows = statement_rows(figures_of(before), figures_of(end), previous_closing)
     since = previous.position if previous is not None else 0
     learned = [f for f in facts[since:upto] if isinstance(f, FactVoided)]
@@ -286,7 +262,7 @@ def compute_statement(
         else {"period": previous.close.period, "position": previous.position},
         "balances": [_row(r) for r in rows if r.key[0] == "balance"],
         "rebates": [_row(r) for r in rows if r.key[0] == "rebate"],
-        "details": _details(end, period, learned),
+        "details": _details(end, learned),
     }
 
 

@@ -76,16 +76,19 @@ __all__ = [
     "IntroductionLine",
     "LineMemo",
     "MarginLine",
+    "MonthBooks",
     "Posting",
     "PrefixBooks",
     "RebateLine",
     "RebateShareLine",
     "VoidLine",
     "build_books",
+    "month_books",
 ]
 
 
 F = TypeVar("F")
+ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,71 @@ class Books:
     bank_details: tuple[BankDetailsChanged, ...] = ()
     payout_runs: tuple[PayoutRunProposed, ...] = ()
     run_approvals: tuple[PayoutRunApproved, ...] = ()
+
+
+Month = tuple[int, int]  # (year, month)
+
+
+def _month(day: dt.date) -> Month:
+    return (day.year, day.month)
+
+
+@dataclass(frozen=True, slots=True)
+class MonthBooks:
+    """What a month's statement reads of the books as of a day: every beneficiary's and
+    client's figures, and the lines dated in one month (none without a month).
+
+    ``voided``, ``invoices`` and ``purchases`` (voided ones included) and
+    ``introducers_of`` (the introducers with a commission line on an invoice) name the
+    parties a void concerned. They are read when the statement is computed, before the
+    books move on (those of :class:`PrefixBooks` are live views)."""
+
+    balances: tuple[BalanceLine, ...]
+    rebates: tuple[RebateLine, ...]
+    commissions: tuple[CommissionLine, ...]
+    payouts: tuple[PayoutRecorded, ...]
+    margins: tuple[MarginLine, ...]
+    rebate_shares: tuple[RebateShareLine, ...]
+    pass_throughs: tuple[RebatePassedThrough, ...]
+    disclosures: tuple[VendorCommissionReceived, ...]
+    voided: Mapping[FactKey, Fact] = field(compare=False)
+    invoices: Mapping[str, InvoiceIssued] = field(compare=False)
+    purchases: Mapping[str, PurchaseRecorded] = field(compare=False)
+    introducers_of: Callable[[str], frozenset[str]] = field(compare=False)
+
+
+def month_books(books: Books, month: Month | None) -> MonthBooks:
+    """The :class:`MonthBooks` of ``books`` for ``month`` (None: figures only)."""
+
+    def dated(day: dt.date) -> bool:
+        return month is not None and _month(day) == month
+
+    by_invoice: dict[str, set[str]] | None = None
+
+    def introducers_of(invoice_id: str) -> frozenset[str]:
+        nonlocal by_invoice
+        if by_invoice is None:
+            by_invoice = defaultdict(set)
+            for line in books.commissions:
+                by_invoice[line.invoice_id].add(line.introducer_id)
+        return frozenset(by_invoice.get(invoice_id, ()))
+
+    purchases = {p.purchase_id: p for p in books.purchases}
+    purchases.update((v.purchase_id, v) for v in books.voided if isinstance(v, PurchaseRecorded))
+    return MonthBooks(
+        balances=books.balances,
+        rebates=books.rebates,
+        commissions=tuple(c for c in books.commissions if dated(c.invoice_date)),
+        payouts=tuple(p for p in books.payouts if dated(p.date)),
+        margins=tuple(m for m in books.margins if dated(m.date)),
+        rebate_shares=tuple(r for r in books.rebate_shares if dated(r.date)),
+        pass_throughs=tuple(p for p in books.pass_throughs if dated(p.date)),
+        disclosures=tuple(d for d in books.disclosures if dated(d.date)),
+        voided={fact.key: fact for fact in books.voided},
+        invoices={i.invoice_id: i for i in books.invoices},
+        purchases=purchases,
+        introducers_of=introducers_of,
+    )
 
 
 @dataclass
@@ -549,6 +617,7 @@ class PrefixBooks:
         self._introducer_versions: defaultdict[str, int] = defaultdict(int)
         self.memo = LineMemo()
         self._full_memo = LineMemo()  # for the full builds of an irregular log
+        self._running = _Running()
 
     @property
     def position(self) -> int:
@@ -558,6 +627,33 @@ class PrefixBooks:
     def books(self, facts: Sequence[Fact], as_of: dt.date | None) -> Books:
         """The books of ``facts`` (the log so far: what earlier calls read, and more) as of
         ``as_of`` (None: every day; never before an earlier call's day), without postings."""
+        if not self._move(facts, as_of):
+            return build_books(self._facts, as_of, postings=False, memo=self._full_memo)
+        voided = dict(self._voided)
+        voiding = Voiding(
+            (),
+            void_lines(self._voids, voided),
+            voided,
+            frozenset(self._targets),
+            unknown_targets(self._voids, voided),
+        )
+        return _assemble(self._ix, voiding, as_of, postings=False, memo=self.memo, versions=self._versions)
+
+    def month(self, facts: Sequence[Fact], as_of: dt.date | None, month: Month | None) -> MonthBooks:
+        """``month_books(self.books(facts, as_of), month)``, from figures kept as running sums
+        (each changed pair, purchase and rebate recomputed, the others as they were): what
+        a closed month's statement reads, at the cost of what changed since the last call."""
+        if not self._move(facts, as_of):
+            return month_books(build_books(self._facts, as_of, postings=False, memo=self._full_memo), month)
+        purchases = self._targets_of("purchase")
+        return self._running.month(self._ix, frozenset(purchases), self._voided, month)
+
+    def _targets_of(self, kind: str) -> list[str]:
+        return [target_id for target_kind, target_id in self._targets if target_kind == kind]
+
+    def _move(self, facts: Sequence[Fact], as_of: dt.date | None) -> bool:
+        """Read ``facts`` up to their end and index what ``as_of`` reaches; False when the
+        log is irregular (a full build answers)."""
         day = dt.date.max if as_of is None else as_of
         assert day >= self._as_of, f"as of {day}, after as of {self._as_of}"
         assert len(facts) >= len(self._facts), (len(facts), len(self._facts))
@@ -572,19 +668,11 @@ class PrefixBooks:
         for fact in facts[len(self._facts) :]:
             self._read(fact)
         if self._irregular:
-            return build_books(self._facts, as_of, postings=False, memo=self._full_memo)
+            return False
         for pair in self._unsorted:
             self._ix.by_pair[pair].sort(key=attrgetter("issue_date", "invoice_id"))
         self._unsorted.clear()
-        voided = dict(self._voided)
-        voiding = Voiding(
-            (),
-            void_lines(self._voids, voided),
-            voided,
-            frozenset(self._targets),
-            unknown_targets(self._voids, voided),
-        )
-        return _assemble(self._ix, voiding, as_of, postings=False, memo=self.memo, versions=self._versions)
+        return True
 
     def _versions(self, intro: IntroductionRecorded) -> tuple[int, int]:
         pair = (intro.adviser_id, intro.client_id)
@@ -622,6 +710,7 @@ class PrefixBooks:
     def _add(self, fact: Fact) -> None:
         _INDEXERS[type(fact)](self._ix, fact)
         self._changed(fact)
+        self._running.track(self._ix, fact, +1)
         if isinstance(fact, InvoiceIssued):
             self._unsorted.add((fact.adviser_id, fact.client_id))
 
@@ -631,6 +720,8 @@ class PrefixBooks:
         if target in self._targets:
             return  # taken out already
         self._targets.add(target)
+        if void.target_type == "purchase":  # known or not, out of every rebate's split
+            self._running.purchase_voided(void.target_id)
         fact = self._latest.get(target)
         if fact is None:
             return  # not known yet: it is left out when it comes
@@ -640,5 +731,224 @@ class PrefixBooks:
             return  # still pending: left out when the as-of day reaches it
         if _unindex(self._ix, fact):
             self._changed(fact)
+            self._running.track(self._ix, fact, -1)
         else:
             self._irregular = True  # a kind the index cannot take out: a full build answers
+
+
+Pair = tuple[str, str]
+
+
+class _Running:
+    """The figures of :class:`PrefixBooks` as running sums, and the lines by month.
+
+    Each fact indexed or taken out marks what it changes (a pair's commission lines, a
+    purchase's margin, a rebate's split) or moves a sum at once (payouts, pass-throughs);
+    :meth:`month` recomputes what is marked, with the very functions of
+    :func:`build_books`, and moves the sums by the difference. A row exists while any line
+    counts in it, as in a full build."""
+
+    def __init__(self) -> None:
+        self.pair_intros: defaultdict[Pair, list[IntroductionRecorded]] = defaultdict(list)
+        self.introducer_pairs: defaultdict[str, set[Pair]] = defaultdict(set)
+        self.rebates: dict[str, RebateReceived] = {}
+        self.rebates_of_purchase: defaultdict[str, set[str]] = defaultdict(set)
+        self.dirty_pairs: set[Pair] = set()
+        self.dirty_purchases: set[str] = set()
+        self.dirty_rebates: set[str] = set()
+        self.pair_lines: dict[Pair, tuple[CommissionLine, ...]] = {}
+        self.margin_lines: dict[str, MarginLine] = {}
+        self.share_lines: dict[str, tuple[RebateShareLine, ...]] = {}
+        #: (beneficiary, currency) -> [accrued, payable, paid, lines and payouts counted]
+        self.balances: dict[tuple[str, str], list[Any]] = {}
+        #: (client, currency) -> [margins, rebate shares, passed through, lines counted]
+        self.owed: dict[tuple[str, str], list[Any]] = {}
+        self.invoice_introducers: defaultdict[str, dict[str, int]] = defaultdict(dict)
+        self.commissions: defaultdict[Month, dict[tuple[str, str], CommissionLine]] = defaultdict(dict)
+        self.payouts: defaultdict[Month, dict[int, PayoutRecorded]] = defaultdict(dict)
+        self.margins: defaultdict[Month, dict[str, MarginLine]] = defaultdict(dict)
+        self.shares: defaultdict[Month, dict[str, tuple[RebateShareLine, ...]]] = defaultdict(dict)
+        self.pass_throughs: defaultdict[Month, dict[int, RebatePassedThrough]] = defaultdict(dict)
+        self.disclosures: defaultdict[Month, dict[int, VendorCommissionReceived]] = defaultdict(dict)
+
+    def track(self, ix: _Index, fact: Fact, sign: int) -> None:
+        """``fact`` was indexed (+1) or taken out (-1) of ``ix``."""
+        if not self._track_commissions(ix, fact, sign):
+            self._track_purchasing(fact, sign)
+
+    def _track_commissions(self, ix: _Index, fact: Fact, sign: int) -> bool:
+        """Commission lines and payouts; False for any other kind."""
+        if isinstance(fact, IntroductionRecorded):
+            pair = (fact.adviser_id, fact.client_id)
+            if sign > 0:
+                self.pair_intros[pair].append(fact)
+                self.introducer_pairs[fact.introducer_id].add(pair)
+            else:
+                _take_out(self.pair_intros[pair], fact)
+            self.dirty_pairs.add(pair)
+        elif isinstance(fact, InvoiceIssued):
+            self.dirty_pairs.add((fact.adviser_id, fact.client_id))
+        elif isinstance(fact, CreditNoteIssued | PaymentReceived):
+            invoice = ix.invoices.get(fact.invoice_id)
+            if invoice is not None:  # else its invoice marks the pair when it comes
+                self.dirty_pairs.add((invoice.adviser_id, invoice.client_id))
+        elif isinstance(fact, EligibilityChanged):
+            self.dirty_pairs |= self.introducer_pairs.get(fact.introducer_id, set())
+        elif isinstance(fact, PayoutRecorded):
+            _move(self.balances, (fact.beneficiary_id, fact.currency), 2, fact.amount, sign)
+            _place(self.payouts[_month(fact.date)], id(fact), fact, sign)
+        else:
+            return False
+        return True
+
+    def _track_purchasing(self, fact: Fact, sign: int) -> None:
+        """Margins, rebates, pass-throughs and disclosed vendor commissions."""
+        if isinstance(fact, PurchaseRecorded):
+            self.dirty_purchases.add(fact.purchase_id)
+            self.dirty_rebates |= self.rebates_of_purchase.get(fact.purchase_id, set())
+        elif isinstance(fact, ResaleInvoiced):
+            self.dirty_purchases.add(fact.purchase_id)
+        elif isinstance(fact, RebateReceived):
+            if sign > 0:
+                self.rebates[fact.rebate_id] = fact
+                for purchase_id in fact.purchase_ids:
+                    self.rebates_of_purchase[purchase_id].add(fact.rebate_id)
+            else:
+                del self.rebates[fact.rebate_id]
+            self.dirty_rebates.add(fact.rebate_id)
+        elif isinstance(fact, RebatePassedThrough):
+            _move(self.owed, (fact.client_id, fact.currency), 2, fact.amount, sign)
+            _place(self.pass_throughs[_month(fact.date)], id(fact), fact, sign)
+        elif isinstance(fact, VendorCommissionReceived):
+            _place(self.disclosures[_month(fact.date)], id(fact), fact, sign)
+
+    def purchase_voided(self, purchase_id: str) -> None:
+        self.dirty_rebates |= self.rebates_of_purchase.get(purchase_id, set())
+
+    def month(
+        self,
+        ix: _Index,
+        voided_purchases: frozenset[str],
+        voided: Mapping[FactKey, Fact],
+        month: Month | None,
+    ) -> MonthBooks:
+        self._refresh(ix, voided_purchases)
+        purchases: dict[str, PurchaseRecorded] = dict(ix.purchases)
+        purchases.update((v.purchase_id, v) for v in voided.values() if isinstance(v, PurchaseRecorded))
+
+        def introducers_of(invoice_id: str) -> frozenset[str]:
+            return frozenset(self.invoice_introducers.get(invoice_id, ()))
+
+        def dated(by_month: Mapping[Month, Mapping[Any, Any]]) -> list[Any]:
+            found = by_month.get(month) if month is not None else None
+            return [] if found is None else list(found.values())
+
+        return MonthBooks(
+            balances=tuple(
+                BalanceLine(b, c, accrued, payable, paid)
+                for (b, c), (accrued, payable, paid, _) in sorted(self.balances.items())
+            ),
+            rebates=tuple(
+                RebateLine(client, c, margins_, shares, passed)
+                for (client, c), (margins_, shares, passed, _) in sorted(self.owed.items())
+            ),
+            commissions=tuple(
+                sorted(dated(self.commissions), key=attrgetter("invoice_id", "introduction_id"))
+            ),
+            payouts=tuple(sorted(dated(self.payouts), key=attrgetter("date", "payout_id"))),
+            margins=tuple(sorted(dated(self.margins), key=attrgetter("purchase_id"))),
+            rebate_shares=tuple(
+                share for group in sorted(dated(self.shares), key=lambda g: g[0].rebate_id) for share in group
+            ),
+            pass_throughs=tuple(sorted(dated(self.pass_throughs), key=attrgetter("date", "pass_through_id"))),
+            disclosures=tuple(
+                sorted(dated(self.disclosures), key=attrgetter("date", "vendor_commission_id"))
+            ),
+            voided=dict(voided),
+            invoices=ix.invoices,
+            purchases=purchases,
+            introducers_of=introducers_of,
+        )
+
+    def _refresh(self, ix: _Index, voided_purchases: frozenset[str]) -> None:
+        for pair in self.dirty_pairs:
+            self._refresh_pair(ix, pair)
+        self.dirty_pairs.clear()
+        for purchase_id in self.dirty_purchases:
+            self._refresh_margin(ix, purchase_id)
+        self.dirty_purchases.clear()
+        for rebate_id in self.dirty_rebates:
+            self._refresh_rebate(ix, rebate_id, voided_purchases)
+        self.dirty_rebates.clear()
+
+    def _refresh_pair(self, ix: _Index, pair: Pair) -> None:
+        for line in self.pair_lines.pop(pair, ()):
+            self._line(line, -1)
+        lines: list[CommissionLine] = []
+        for intro in self.pair_intros.get(pair, []):
+            lines.extend(_introduction_commissions(intro, ix, [], None, None)[1])
+        if lines:
+            self.pair_lines[pair] = tuple(lines)
+        for line in lines:
+            self._line(line, +1)
+
+    def _refresh_margin(self, ix: _Index, purchase_id: str) -> None:
+        old = self.margin_lines.pop(purchase_id, None)
+        if old is not None:
+            self._margin(old, -1)
+        purchase, resales = ix.purchases.get(purchase_id), ix.resales.get(purchase_id)
+        if purchase is not None and resales:
+            for margin in margins({purchase_id: purchase}, {purchase_id: resales}, []):
+                self.margin_lines[purchase_id] = margin
+                self._margin(margin, +1)
+
+    def _refresh_rebate(self, ix: _Index, rebate_id: str, voided_purchases: frozenset[str]) -> None:
+        for share in self.share_lines.pop(rebate_id, ()):
+            self._share(share, -1)
+        rebate = self.rebates.get(rebate_id)
+        split = () if rebate is None else tuple(rebate_shares([rebate], ix.purchases, [], voided_purchases))
+        if split:
+            self.share_lines[rebate_id] = split
+            self.shares[_month(split[0].date)][rebate_id] = split
+        for share in split:
+            self._share(share, +1)
+
+    def _line(self, line: CommissionLine, sign: int) -> None:
+        row = _move(self.balances, (line.beneficiary_id, line.currency), 0, line.amount, sign)
+        row[1] += sign * line.payable
+        _place(
+            self.commissions[_month(line.invoice_date)], (line.invoice_id, line.introduction_id), line, sign
+        )
+        introducers = self.invoice_introducers[line.invoice_id]
+        introducers[line.introducer_id] = introducers.get(line.introducer_id, 0) + sign
+        if not introducers[line.introducer_id]:
+            del introducers[line.introducer_id]
+
+    def _margin(self, line: MarginLine, sign: int) -> None:
+        _move(self.owed, (line.client_id, line.currency), 0, line.margin, sign)
+        _place(self.margins[_month(line.date)], line.purchase_id, line, sign)
+
+    def _share(self, share: RebateShareLine, sign: int) -> None:
+        _move(self.owed, (share.client_id, share.currency), 1, share.amount, sign)
+        if sign < 0:
+            self.shares[_month(share.date)].pop(share.rebate_id, None)
+
+
+def _move(sums: dict[Any, list[Any]], key: Any, at: int, amount: Decimal, sign: int) -> list[Any]:
+    """Add ``sign * amount`` to figure ``at`` of row ``key`` (its last slot counts what is
+    in it: the row goes when that reaches zero)."""
+    row = sums.get(key)
+    if row is None:
+        row = sums[key] = [ZERO, ZERO, ZERO, 0]
+    row[at] += sign * amount
+    row[3] += sign
+    if not row[3]:
+        del sums[key]
+    return row
+
+
+def _place(into: dict[Any, Any], key: Any, value: Any, sign: int) -> None:
+    if sign > 0:
+        into[key] = value
+    else:
+        del into[key]

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ledger.domain.books import Books
+from ledger.domain.books import Books, MonthBooks
 
 __all__ = [
     "BALANCE_FIGURES",
@@ -77,7 +77,7 @@ def next_period(period: str) -> str:
     return f"{year + 1:04d}-01" if month == 12 else f"{year:04d}-{month + 1:02d}"
 
 
-def figures_of(books: Books) -> Figures:
+def figures_of(books: Books | MonthBooks) -> Figures:
     """K(k, D) of the books (of the facts up to k, as of D)."""
     out: Figures = {}
     for b in books.balances:
