@@ -4,7 +4,9 @@ ledger (on an in-memory store with a real AES-GCM keyring)."""
 from __future__ import annotations
 
 import base64
+import gc
 import json
+import types
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from ledger.adapters.keyring import AesGcmKeyring, KeyringError, MasterKeys
 from ledger.adapters.memory_store import MemoryFactStore
 from ledger.application.contract import Rejection, fact_of_stored, parse_envelope
+from ledger.application.derive import Deriver
 from ledger.application.ledger import Ledger
 from ledger.application.sealing import Sealer, is_token
 from ledger.domain import facts as f
@@ -255,3 +258,93 @@ def test_an_erased_introducer_cannot_be_paid() -> None:
 
     assert "was erased" in (cannot_pay(BankAccount(ERASED, None, ERASED), "CHF") or "")
     assert cannot_pay(BankAccount("CH9300762011623852957", None, "Zoë"), "CHF") is None
+
+
+def _strings_held_by(root: object) -> set[str]:
+    """Every string reachable from ``root`` through containers and instances (not through
+    classes, modules or functions)."""
+    seen: set[int] = set()
+    found: set[str] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, str):
+            found.add(obj)
+        elif not isinstance(obj, (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)):
+            stack.extend(gc.get_referents(obj))
+    return found
+
+
+@pytest.mark.parametrize("fast_forward", [False, True])
+def test_an_erasure_leaves_nothing_personal_in_the_derived_event_state(fast_forward: bool) -> None:
+    """After an introducer and a client are erased, the outbox's deriver holds none of their
+    personal values (registration, reason for custom terms, in a voided introduction too),
+    whether it advanced fact by fact or fast-forwarded, and its figures are unchanged."""
+    store = MemoryFactStore()
+    ledger = ledger_on(store, keyring(store))
+    reason = "Sous-traitance négociée avec Mme Dupont"
+    intro = {
+        "introducer_id": "int-zoe",
+        "client_id": "cli-fer",
+        "adviser_id": "adv-a",
+        "date": "2025-01-01",
+        "terms": [{"rate": "0.05", "months": 12}],
+        "terms_reason": reason,
+    }
+    first = [
+        envelope("introducer.registered", REGISTRATION, id="reg"),
+        envelope("introduction.recorded", {**intro, "introduction_id": "intro-1"}, id="i1"),
+        envelope("introduction.recorded", {**intro, "introduction_id": "intro-2", "adviser_id": "adv-b"}),
+        envelope(
+            "invoice.issued",
+            {
+                "invoice_id": "INV-1",
+                "adviser_id": "adv-a",
+                "client_id": "cli-fer",
+                "issue_date": "2025-02-01",
+                "currency": "CHF",
+                "net_amount": "1000.00",
+            },
+        ),
+        envelope(
+            "fact.voided",
+            {
+                "void_id": "v-1",
+                "target_type": "introduction",
+                "target_id": "intro-2",
+                "date": "2025-03-01",
+                "reason": "recorded in error",
+                "requested_by": "tre-ana",
+                "approved_by": "tre-luc",
+            },
+        ),
+    ]
+    erasures = [
+        envelope(
+            "party.erased",
+            {"party_type": kind, "party_id": who, "requested_by": "dpo", "approved_by": "tre"},
+            id=f"erase-{who}",
+        )
+        for kind, who in (("introducer", "int-zoe"), ("client", "cli-fer"))
+    ]
+    deriver = Deriver()
+    for batch in (first, erasures):
+        start = ledger.head_position
+        assert all(o.status == "accepted" for o in ledger.ingest(batch))
+        new = ledger.index.by_position[start:]  # as the outbox sees them: opened at the time
+        if fast_forward:
+            deriver.fast_forward(new)
+        else:
+            for position, fact in enumerate(new, start=start + 1):
+                deriver.advance(position, fact)
+        if batch is first:
+            held = _strings_held_by(deriver)
+            assert reason in held and "zoe@example.org" in held  # the check can see them
+            lines = {k: (v.amount, v.beneficiary_id) for p in deriver._lines.values() for k, v in p.items()}
+    held = _strings_held_by(deriver)
+    personal = [reason, *(v for k, v in REGISTRATION.items() if k != "introducer_id")]
+    assert [value for value in personal if value in held] == []
+    assert {k: (v.amount, v.beneficiary_id) for p in deriver._lines.values() for k, v in p.items()} == lines

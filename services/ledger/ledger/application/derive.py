@@ -63,6 +63,7 @@ from ledger.domain.facts import (
     VendorCommissionReceived,
 )
 from ledger.domain.money import format_amount, minor_unit_exponent
+from ledger.domain.personal import ERASED, redacted
 from ledger.domain.purchasing import RebateLine
 
 __all__ = ["DerivedEvent", "Deriver"]
@@ -356,6 +357,29 @@ class Deriver:
     def _nothing_to_recompute(self, fact: Fact, scope: _Scope) -> None:
         """Contacts and disclosed vendor commissions change no figure."""
 
+    def _erase(self, fact: PartyErased, scope: _Scope) -> None:
+        """An erasure changes no figure, but the party's personal fields leave the deriver's
+        memory too: the introducer's registration, and the client's introductions (their
+        reason for custom terms), known, indexed or in a computed line, are kept redacted."""
+        if fact.party_type == "introducer":
+            held = self._facts.introducers.get(fact.party_id)
+            if held is not None:
+                self._facts.introducers[fact.party_id] = redacted(held)
+            return
+        if fact.party_type != "client":
+            return
+        for key, known in self._known.items():
+            if isinstance(known, IntroductionRecorded) and known.client_id == fact.party_id:
+                self._known[key] = redacted(known)
+        for pair, intros in self._facts.intros_by_pair.items():
+            if pair[1] == fact.party_id:
+                intros[:] = [redacted(intro) for intro in intros]
+        for pair, lines in self._intro_lines.items():
+            if pair[1] == fact.party_id:
+                for intro_id, line in lines.items():
+                    if line.terms_reason is not None:
+                        lines[intro_id] = replace(line, terms_reason=ERASED)
+
     def _close(self, fact: PeriodClosed, scope: _Scope) -> None:
         """A close changes no figure (the pipeline announces it with the month's totals)."""
 
@@ -607,7 +631,7 @@ _INDEXERS: dict[type, Callable[[Deriver, Any, _Scope], None]] = {
     BankDetailsChanged: Deriver._nothing_to_recompute,
     PayoutRunProposed: Deriver._nothing_to_recompute,
     PayoutRunApproved: Deriver._nothing_to_recompute,
-    PartyErased: Deriver._nothing_to_recompute,
+    PartyErased: Deriver._erase,
 }
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, TypeVar
 
 from ledger.domain import facts as f
 
@@ -103,7 +103,10 @@ def personal_values(fact: f.Fact) -> list[str]:
     return out
 
 
-def redacted(fact: f.Fact) -> f.Fact:
+FactT = TypeVar("FactT", bound=f.Fact)
+
+
+def redacted(fact: FactT) -> FactT:
     """``fact`` with every personal field erased (absent ones stay absent). Every figure
     is unchanged: no rule reads a personal field."""
     fields = personal_fields_of(type(fact))
@@ -116,5 +119,5 @@ def redacted(fact: f.Fact) -> f.Fact:
     }
     if not changes:
         return fact
-    out: f.Fact = dataclasses.replace(fact, **changes)  # type: ignore[type-var]
+    out: FactT = dataclasses.replace(fact, **changes)  # type: ignore[type-var]
     return out
