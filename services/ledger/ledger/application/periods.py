@@ -234,6 +234,8 @@ def compute_statement(
     upto = len(facts)
     before_day, end_day = month_end(previous_period(period)), month_end(period)
     month = parse_period(period)
+    if prefix is not None and not prefix.can_reach(facts, before_day):
+        prefix = None  # it went past this close (or the log changed under it): from the log
     if prefix is None:
         before = month_books(build_books(facts, as_of=before_day, postings=False), None)
         end = month_books(build_books(facts, as_of=end_day, postings=False), month)
@@ -286,9 +288,12 @@ def _close_at(ledger: Ledger, period: str) -> CloseAt | None:
     return None if found is None else CloseAt(found[1], found[0])
 
 
-def closed_statement(ledger: Ledger, period: str, *, save: bool) -> dict[str, Any]:
+def closed_statement(
+    ledger: Ledger, period: str, *, save: bool, prefix: PrefixBooks | None = None
+) -> dict[str, Any]:
     """The frozen statement of a closed month: as stored, or computed from the log up to
-    its close (and stored, with ``save``: the store thread does it once per close)."""
+    its close (and stored, with ``save``: the store thread does it once per close), with
+    the books brought forward by ``prefix`` when given (see :func:`compute_statement`)."""
     at = _close_at(ledger, period)
     assert at is not None, period
     stored = ledger.store.load_statement(period)
@@ -299,7 +304,7 @@ def closed_statement(ledger: Ledger, period: str, *, save: bool) -> dict[str, An
     previous_closing = (
         None
         if previous is None
-        else closing_figures(closed_statement(ledger, previous.close.period, save=save))
+        else closing_figures(closed_statement(ledger, previous.close.period, save=save, prefix=prefix))
     )
     document = compute_statement(
         ledger.index.by_position[: at.position],
@@ -308,6 +313,7 @@ def closed_statement(ledger: Ledger, period: str, *, save: bool) -> dict[str, An
         previous=previous,
         previous_closing=previous_closing,
         head={"position": at.position, "hash": ledger.hash_at(at.position)},
+        prefix=prefix,
     )
     if save:
         ledger.store.save_statement(period, at.position, statement_json(document))

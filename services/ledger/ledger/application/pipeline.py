@@ -21,7 +21,8 @@ from ledger.application.outbound import period_closed_payload, statement_issued_
 from ledger.application.party_statements import bounded, has_figures, parties_of, party_statement
 from ledger.application.periods import closed_statement, period_totals
 from ledger.application.ports import FactStore
-from ledger.domain.facts import PeriodClosed
+from ledger.domain.books import PrefixBooks
+from ledger.domain.facts import PartyErased, PeriodClosed
 
 __all__ = ["OUTBOX", "OutboxChunk", "Pipeline"]
 
@@ -57,6 +58,10 @@ class Pipeline:
         self.store = store
         self.chunk_positions = chunk_positions
         self.deriver = Deriver()
+        #: The books as of each close, brought forward from one close to the next (a close's
+        #: statement then costs what changed since the last one, not a replay of the log).
+        #: Dropped at each erasure: they hold the facts as they were read.
+        self.statement_books: PrefixBooks | None = None
         self.published = 0
         self._pending: OutboxChunk | None = None
 
@@ -92,7 +97,9 @@ class Pipeline:
         for position in range(self.deriver.position + 1, upto + 1):
             fact = facts[position - 1]
             events.extend(self.deriver.advance(position, fact))
-            if isinstance(fact, PeriodClosed):
+            if isinstance(fact, PartyErased):
+                self.statement_books = None
+            elif isinstance(fact, PeriodClosed):
                 events.extend(self._closed(position, fact))
         # another replica may have published part of this: the deriver needed every position,
         # but only what lies past the tracked position still has to go out
@@ -103,7 +110,9 @@ class Pipeline:
     def _closed(self, position: int, close: PeriodClosed) -> list[DerivedEvent]:
         """A month closed: its statement frozen (stored) before the close is announced, then
         one ``statement.issued`` per party with anything that month."""
-        statement = closed_statement(self.ledger, close.period, save=True)
+        if self.statement_books is None:
+            self.statement_books = PrefixBooks()
+        statement = closed_statement(self.ledger, close.period, save=True, prefix=self.statement_books)
         data = period_closed_payload(statement, period_totals(statement))
         events = [DerivedEvent(f"{position}:period.closed:{close.period}", "period.closed", position, data)]
         if self.links is None:

@@ -651,6 +651,13 @@ class PrefixBooks:
     def _targets_of(self, kind: str) -> list[str]:
         return [target_id for target_kind, target_id in self._targets if target_kind == kind]
 
+    def can_reach(self, facts: Sequence[Fact], as_of: dt.date | None) -> bool:
+        """Can these books be brought to ``facts`` as of ``as_of``: the same log, no shorter
+        than what was read, and a day no earlier than the last one?"""
+        day = dt.date.max if as_of is None else as_of
+        read = len(self._facts)
+        return day >= self._as_of and len(facts) >= read and (read == 0 or facts[read - 1] is self._facts[-1])
+
     def _move(self, facts: Sequence[Fact], as_of: dt.date | None) -> bool:
         """Read ``facts`` up to their end and index what ``as_of`` reaches; False when the
         log is irregular (a full build answers)."""
