@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from bench.history import generate
 from bench.periods import with_closes
 
 from ledger.adapters.keyring import AesGcmKeyring, MasterKeys
 from ledger.adapters.memory_store import MemoryFactStore
+from ledger.application.audit import verify
 from ledger.application.ledger import Ledger
 from ledger.application.periods import CloseAt, closing_figures, compute_statement, statement_json
-from ledger.application.pipeline import Pipeline
+from ledger.application.pipeline import OUTBOX, Pipeline
 from ledger.application.sealing import Sealer
+from ledger.domain.books import PrefixBooks
 from ledger.domain.facts import IntroducerRegistered
 from ledger.domain.personal import personal_fields_of
 from tests.conftest import envelope
@@ -83,3 +87,47 @@ def test_statements_frozen_by_the_pipeline_equal_the_log_alone() -> None:
         )
         assert store.load_statement(period) == statement_json(document), period
         previous, previous_closing = at, closing_figures(document)
+
+
+def _audit(store: MemoryFactStore, *, from_scratch: bool = False) -> list[tuple[str, str]]:
+    """(kind, detail) of every fault ``verify`` finds in the store's log and statements."""
+    ring = AesGcmKeyring(store, MasterKeys.parse(MASTER))
+    fresh = Ledger(store, lambda: datetime(2026, 1, 1, tzinfo=UTC), sealer=Sealer(ring))
+    fresh.catch_up()
+    result = verify(
+        store.read_raw(0, 1_000_000),
+        published_position=store.published_position(OUTBOX),
+        checkpoints=[],
+        projections=False,
+        clock=lambda: 0.0,
+        stored_statement=store.load_statement,
+        statements_from_scratch=from_scratch,
+    )
+    return [(f.kind, f.detail) for f in result.faults]
+
+
+def test_the_audit_checks_the_books_brought_forward_against_the_log_alone(monkeypatch: Any) -> None:
+    """`audit verify` finds the statements the pipeline froze, brought forward or from the
+    log alone; were the books brought forward ever wrong, the audit's recompute of the last
+    close from the log alone says so (and the stored statements no longer match)."""
+    store = MemoryFactStore()
+    pipeline = _pipeline(store)
+    raw = list(with_closes(generate(1500, 3)))
+    for start in range(0, len(raw), 300):
+        pipeline.ingest(raw[start : start + 300])
+        _drain(pipeline)
+    assert len(pipeline.ledger.index.closes) > 10
+    assert _audit(store) == [] and _audit(store, from_scratch=True) == []
+    month = PrefixBooks.month
+
+    def skewed(self: PrefixBooks, facts: Any, as_of: Any, which: Any) -> Any:
+        books = month(self, facts, as_of, which)
+        if not books.balances:
+            return books
+        first = books.balances[0]
+        return replace(books, balances=(replace(first, paid=first.paid + 1), *books.balances[1:]))
+
+    monkeypatch.setattr(PrefixBooks, "month", skewed)
+    kinds = [kind for kind, _ in _audit(store)]
+    assert "statement_recompute_mismatch" in kinds and "statement_mismatch" in kinds
+    assert _audit(store, from_scratch=True) == []  # the log alone still agrees with what is stored

@@ -34,6 +34,7 @@ from ledger.application.periods import CloseAt, closing_figures, compute_stateme
 from ledger.application.ports import StoredFact
 from ledger.domain.books import PrefixBooks, build_books
 from ledger.domain.facts import Fact, PeriodClosed
+from ledger.domain.periods import Figures
 
 __all__ = [
     "MAX_FAULTS",
@@ -270,6 +271,7 @@ def verify(
     progress: Callable[[int], None] | None = None,
     parsed: Callable[[], None] | None = None,
     stored_statement: Callable[[str], bytes | None] | None = None,
+    statements_from_scratch: bool = False,
 ) -> AuditResult:
     """The whole audit of a stored log: walk the chain, re-check every fact against the
     contract, compare with the checkpoints and with what the outbox published, and replay
@@ -296,36 +298,47 @@ def verify(
     if projections and walk.fault_count == 0:
         faults.extend(compare_projections(walk.valid_facts))
     if stored_statement is not None and walk.fault_count == 0:
-        faults.extend(compare_statements(walk, stored_statement))
+        faults.extend(compare_statements(walk, stored_statement, from_scratch=statements_from_scratch))
     return AuditResult(
         walk, faults, published_position, list(checkpoints), walked - started, clock() - started
     )
 
 
-def compare_statements(walk: ChainWalk, stored_statement: Callable[[str], bytes | None]) -> list[Fault]:
+def compare_statements(
+    walk: ChainWalk, stored_statement: Callable[[str], bytes | None], *, from_scratch: bool = False
+) -> list[Fault]:
     """Each closed month's statement recomputed from the log up to its close, against the
-    bytes stored when it was closed (rules R9)."""
+    bytes stored when it was closed (rules R9).
+
+    The books are brought forward from one close to the next (:class:`PrefixBooks`, as
+    the service's outbox does); the last close is also recomputed from the log alone and
+    must give the same bytes, so that the audit does not rest on the incremental
+    computation only. With ``from_scratch`` every close is recomputed from the log alone
+    (independent of it throughout; the cost grows with closes × facts)."""
     faults: list[Fault] = []
     previous: CloseAt | None = None
     previous_closing = None
-    prefix = PrefixBooks()  # each close's books brought forward from the previous one's
+    prefix = None if from_scratch else PrefixBooks()
+    last: tuple[int, PeriodClosed, CloseAt | None, Figures | None, bytes] | None = None
     for position, fact in enumerate(walk.valid_facts, start=1):
         if not isinstance(fact, PeriodClosed):
             continue
         at = CloseAt(fact, position)
+        head = {"position": position, "hash": walk.hash_at[position]}
         statement = compute_statement(
             walk.valid_facts[:position],
             fact.period,
             close=at,
             previous=previous,
             previous_closing=previous_closing,
-            head={"position": position, "hash": walk.hash_at[position]},
+            head=head,
             prefix=prefix,
         )
         body = stored_statement(fact.period)
+        computed = statement_json(statement)
         if body is None:
             faults.append(Fault(position, "statement_missing", f"no statement was stored for {fact.period}"))
-        elif body != statement_json(statement):
+        elif body != computed:
             faults.append(
                 Fault(
                     position,
@@ -333,5 +346,25 @@ def compare_statements(walk: ChainWalk, stored_statement: Callable[[str], bytes 
                     f"the statement stored for {fact.period} differs from the one its close gives",
                 )
             )
+        last = (position, fact, previous, previous_closing, computed)
         previous, previous_closing = at, closing_figures(statement)
+    if last is not None and prefix is not None:
+        position, fact, before, before_closing, computed = last
+        alone = compute_statement(
+            walk.valid_facts[:position],
+            fact.period,
+            close=CloseAt(fact, position),
+            previous=before,
+            previous_closing=before_closing,
+            head={"position": position, "hash": walk.hash_at[position]},
+        )
+        if statement_json(alone) != computed:
+            faults.append(
+                Fault(
+                    position,
+                    "statement_recompute_mismatch",
+                    f"{fact.period}: the books brought forward from close to close and the log "
+                    "alone give different statements (run with --statements-from-scratch)",
+                )
+            )
     return faults

@@ -306,6 +306,15 @@ def audit_verify(
         ),
     ] = False,
     projections: Annotated[bool, typer.Option(help="Also replay the projections and compare them.")] = True,
+    statements_from_scratch: Annotated[
+        bool,
+        typer.Option(
+            "--statements-from-scratch",
+            help="Recompute every closed month's statement from the log alone (by default the books "
+            "are brought forward from close to close, and the last close alone is also recomputed "
+            "from the log); slower: grows with closes x facts.",
+        ),
+    ] = False,
     fmt: Annotated[Format | None, typer.Option("--format", help="json or table (text).")] = None,
 ) -> None:
     """Walk the whole log, recompute the hash chain, replay the projections: exit 0 when all
@@ -361,6 +370,7 @@ def audit_verify(
             progress=tick,
             parsed=freezer.freeze_now,  # the parsed facts stay until the end: out of the collector's way
             stored_statement=store.load_statement,
+            statements_from_scratch=statements_from_scratch,
         )
     store.close()
     summary = result.summary()
