@@ -103,6 +103,10 @@ def test_contract_example_is_accepted() -> None:
         (with_data(invoice_id=""), "invalid_id"),
         (with_data(invoice_id="x" * 129), "invalid_id"),
         (with_data(issue_date="2025-02-30"), "invalid_date"),
+        (with_data(issue_date="9999-06-01"), "invalid_date"),  # its schedule would end after 9999
+        (with_data(issue_date="9950-01-01"), "invalid_date"),
+        (with_data(issue_date="1899-12-31"), "invalid_date"),
+        (with_data(issue_date="0001-01-01"), "invalid_date"),
         (with_data(issue_date="10/01/2025"), "invalid_date"),
         (with_data(issue_date="2025-01-10T00:00:00Z"), "invalid_date"),
         (with_data(issue_date=20250110), "invalid_date"),
@@ -501,3 +505,57 @@ def test_an_unexpected_stored_fact_is_read_the_validating_way(change: dict[str, 
             fact_of_accepted(document, None)
     else:
         assert repr(fact_of_accepted(document, None)) == repr(fact_of_stored(document, None))
+
+
+def test_the_calendar_bounds_keep_every_schedule_and_month_computable() -> None:
+    """Dates and months at the ledger calendar's bounds are accepted and every figure and
+    statement computes (a 600-month schedule from 9949-12-31 ends in 9999; the month before
+    1900-01 exists); one day or month outside is refused with the bounds in the message."""
+    from ledger.application.periods import closed_statement, period_statement
+    from ledger.bootstrap import build_ephemeral_ledger
+    from ledger.domain.books import build_books
+
+    ledger = build_ephemeral_ledger()
+    terms = [{"rate": "0.10", "months": 600}]
+    history = [
+        envelope(
+            "introduction.recorded",
+            {
+                "introduction_id": "I-1",
+                "introducer_id": "int-a",
+                "client_id": "cli-a",
+                "adviser_id": "adv-a",
+                "date": "1900-01-01",
+                "terms": terms,
+                "terms_reason": "long engagement",
+            },
+        ),
+        *(
+            envelope(
+                "invoice.issued",
+                {
+                    "invoice_id": f"INV-{day}",
+                    "adviser_id": "adv-a",
+                    "client_id": "cli-a",
+                    "issue_date": day,
+                    "currency": "CHF",
+                    "net_amount": "100.00",
+                },
+            )
+            for day in ("9949-12-31", "1900-01-01")
+        ),
+        envelope(
+            "period.closed", {"period": "1900-01", "date": "1900-02-01", "closed_by": "a", "approved_by": "b"}
+        ),
+    ]
+    assert [o.status for o in ledger.ingest(history)] == ["accepted"] * 4
+    books = build_books(ledger.index.by_position)
+    assert [c.amount for c in books.commissions] == [Decimal("10.00")]  # 9949 is past the 50 years
+    assert closed_statement(ledger, "1900-01", save=False)["status"] == "closed"
+    assert period_statement(ledger, "1900-02")["status"] == "provisional"
+    for kind, data in (
+        ("period.closed", {"period": "1899-12", "date": "1900-01-02", "closed_by": "a", "approved_by": "b"}),
+        ("payment.received", {"payment_id": "P", "invoice_id": "X", "date": "9950-01-01", "amount": "1.00"}),
+    ):
+        with pytest.raises(Rejection, match=r"outside the ledger's calendar \(years 1900 to 9949\)"):
+            parse_envelope(envelope(kind, data))

@@ -69,8 +69,13 @@ ENVELOPE_ID_PATTERN = _anchored(r"[\x21-\x7e]{1,256}")
 #: Money: a plain decimal below 10^12 (at most 12 integer digits), at most 4 decimals.
 MONEY_PATTERN = _anchored(r"(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?")
 RATE_PATTERN = _anchored(r"(0(\.[0-9]{1,6})?|1(\.0{1,6})?)")
-DATE_PATTERN = _anchored(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-PERIOD_PATTERN = _anchored(r"[0-9]{4}-(0[1-9]|1[0-2])")
+#: Business dates and months lie in the ledger's calendar, years 1900 to 9949: a month
+#: before the first still exists, and a commission schedule (at most 600 months) from the
+#: last day still ends within the calendar (year 9999). Anything outside is a typo.
+FIRST_YEAR, LAST_YEAR = 1900, 9949
+_YEAR = r"(19[0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-4][0-9])"
+DATE_PATTERN = _anchored(_YEAR + r"-[0-9]{2}-[0-9]{2}")
+PERIOD_PATTERN = _anchored(_YEAR + r"-(0[1-9]|1[0-2])")
 #: RFC 3339 date-time (section 5.6): full date, ``T``, full time, fraction, ``Z`` or offset.
 TIMESTAMP_PATTERN = _anchored(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
@@ -109,6 +114,8 @@ _ENVELOPE_ID = re.compile(ENVELOPE_ID_PATTERN)
 _MONEY = re.compile(MONEY_PATTERN)
 _RATE = re.compile(RATE_PATTERN)
 _DATE = re.compile(DATE_PATTERN)
+_DATE_SHAPE = re.compile(_anchored(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"))
+_PERIOD_SHAPE = re.compile(_anchored(r"[0-9]{4}-(0[1-9]|1[0-2])"))
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 _IBAN = re.compile(IBAN_PATTERN)
 _BIC = re.compile(BIC_PATTERN)
@@ -184,9 +191,15 @@ def _rate(value: object) -> Decimal:
 
 
 def _date(value: object) -> date:
-    if not isinstance(value, str) or _DATE.fullmatch(value) is None:
+    if not isinstance(value, str) or _DATE_SHAPE.fullmatch(value) is None:
         raise PydanticCustomError(
             "invalid_date", "{value} is not an ISO 8601 date YYYY-MM-DD", {"value": repr(str(value)[:40])}
+        )
+    if _DATE.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "invalid_date",
+            "{value} is outside the ledger's calendar (years {first} to {last})",
+            {"value": value, "first": FIRST_YEAR, "last": LAST_YEAR},
         )
     try:
         return date.fromisoformat(value)
@@ -234,9 +247,15 @@ def _envelope_id(value: object) -> str:
 
 
 def _period(value: object) -> str:
-    if not isinstance(value, str) or _PERIOD.fullmatch(value) is None:
+    if not isinstance(value, str) or _PERIOD_SHAPE.fullmatch(value) is None:
         raise PydanticCustomError(
             "invalid_value", "{value} is not a month YYYY-MM", {"value": repr(str(value)[:20])}
+        )
+    if _PERIOD.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "invalid_value",
+            "{value} is outside the ledger's calendar (years {first} to {last})",
+            {"value": value, "first": FIRST_YEAR, "last": LAST_YEAR},
         )
     return value
 
