@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from ledger.application.ledger import Ledger
-from ledger.application.report import commission_row, disclosure_row
+from ledger.application.report import commission_row, disclosure_row, void_row
 from ledger.domain.books import MonthBooks, PrefixBooks, build_books, month_books
 from ledger.domain.facts import (
     COOPERATIVE,
@@ -201,19 +201,7 @@ def _details(end: MonthBooks, voids: Sequence[FactVoided]) -> dict[str, Any]:
 
 def _void_rows(end: MonthBooks, voids: Sequence[FactVoided]) -> list[dict[str, Any]]:
     """The voids learned in the month, each with the parties its target concerned."""
-    return [
-        {
-            "void_id": v.void_id,
-            "target_type": v.target_type,
-            "target_id": v.target_id,
-            "date": v.date.isoformat(),
-            "reason": v.reason,
-            "requested_by": v.requested_by,
-            "approved_by": v.approved_by,
-            **_touched(end.voided.get(v.target), end),
-        }
-        for v in voids
-    ]
+    return [{**void_row(v), **_touched(end.voided.get(v.target), end)} for v in voids]
 
 
 def compute_statement(

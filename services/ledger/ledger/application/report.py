@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from ledger.domain.books import Books, CommissionLine
-from ledger.domain.facts import VendorCommissionReceived
+from ledger.domain.books import Books, CommissionLine, VoidLine
+from ledger.domain.facts import FactVoided, VendorCommissionReceived
 from ledger.domain.money import format_amount, format_rate
 
-__all__ = ["RejectedLine", "commission_row", "disclosure_row", "render_report"]
+__all__ = ["RejectedLine", "commission_row", "disclosure_row", "render_report", "void_row"]
 
 REPORT_VERSION = 1
 
@@ -73,6 +73,19 @@ def disclosure_row(d: VendorCommissionReceived) -> dict[str, Any]:
         "currency": d.currency,
         "amount": format_amount(d.amount, d.currency),
         "description": d.description,
+    }
+
+
+def void_row(v: VoidLine | FactVoided) -> dict[str, Any]:
+    """A void as every document shows it (report ``voids``, statements)."""
+    return {
+        "void_id": v.void_id,
+        "target_type": v.target_type,
+        "target_id": v.target_id,
+        "date": v.date.isoformat(),
+        "reason": v.reason,
+        "requested_by": v.requested_by,
+        "approved_by": v.approved_by,
     }
 
 
@@ -178,19 +191,7 @@ def render_report(
             for currency, (debits, credits) in books.trial_balance.items()
         },
         "disclosures": [disclosure_row(d) for d in books.disclosures],
-        "voids": [
-            {
-                "void_id": v.void_id,
-                "target_type": v.target_type,
-                "target_id": v.target_id,
-                "date": v.date.isoformat(),
-                "reason": v.reason,
-                "requested_by": v.requested_by,
-                "approved_by": v.approved_by,
-                "applied": v.applied,
-            }
-            for v in books.voids
-        ],
+        "voids": [{**void_row(v), "applied": v.applied} for v in books.voids],
         "anomalies": [{"kind": a.kind, "fact_id": a.fact_id, "message": a.message} for a in books.anomalies],
         "rejected": [
             {"line": r.line, "id": r.envelope_id, "reason": r.reason, "message": r.message} for r in rejected

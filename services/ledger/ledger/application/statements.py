@@ -11,7 +11,7 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
-from ledger.application.report import disclosure_row
+from ledger.application.report import disclosure_row, void_row
 from ledger.domain.books import Books, CommissionLine
 from ledger.domain.facts import (
     COOPERATIVE,
@@ -97,15 +97,7 @@ def _voids(
 ) -> list[dict[str, Any]]:
     parties = void_parties(books)
     return [
-        {
-            "void_id": v.void_id,
-            "target_type": v.target_type,
-            "target_id": v.target_id,
-            "date": v.date.isoformat(),
-            "reason": v.reason,
-            "requested_by": v.requested_by,
-            "approved_by": v.approved_by,
-        }
+        void_row(v)
         for v in books.voids
         if v.applied
         and (
