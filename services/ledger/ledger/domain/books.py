@@ -619,11 +619,6 @@ class PrefixBooks:
         self._full_memo = LineMemo()  # for the full builds of an irregular log
         self._running = _Running()
 
-    @property
-    def position(self) -> int:
-        """How many facts of the log were read."""
-        return len(self._facts)
-
     def books(self, facts: Sequence[Fact], as_of: dt.date | None) -> Books:
         """The books of ``facts`` (the log so far: what earlier calls read, and more) as of
         ``as_of`` (None: every day; never before an earlier call's day), without postings."""
