@@ -92,6 +92,13 @@ class Settings(NatsClientSecurity, BaseSettings):
     metrics_poll_s: float = Field(default=2.0, gt=0, le=300)
     ready_timeout_s: float = Field(default=2.0, gt=0, le=60)
     ready_max_pending: int = Field(default=100_000, ge=0)
+    #: Every this many stored facts, a snapshot of the in-memory state is written (in a
+    #: forked child) so that a restart reads only the log's tail; 0: no snapshots at all.
+    snapshot_every_facts: int = Field(default=100_000, ge=0, le=100_000_000)
+    #: Where snapshots are kept (default: beside a SQLite store, else in the data folder).
+    snapshot_dir: Path | None = None
+    #: A snapshot child still writing after this long is killed (no snapshot this time).
+    snapshot_timeout_s: float = Field(default=1800.0, gt=0, le=86_400)
     #: Every this many facts taken into memory, collect the young objects and freeze the
     #: survivors out of the garbage collector's full passes (0: off); see adapters/heap.py.
     heap_freeze_every_facts: int = Field(default=20_000, ge=0, le=10_000_000)
@@ -163,6 +170,17 @@ class Settings(NatsClientSecurity, BaseSettings):
         if self.store_url:
             return self.store_url
         return f"sqlite:///{(self.data_dir / 'ledger.sqlite3').as_posix()}"
+
+    def snapshot_folder(self) -> Path:
+        """Where snapshots are kept: ``LEDGER_SNAPSHOT_DIR``, else beside a SQLite store
+        (``ledger.sqlite3.snapshots``: one store, one folder), else ``snapshots`` in the data
+        folder."""
+        if self.snapshot_dir is not None:
+            return self.snapshot_dir
+        url = self.resolved_store_url()
+        if url.startswith("sqlite:///"):
+            return Path(url.removeprefix("sqlite://").removeprefix("/") + ".snapshots")
+        return self.data_dir / "snapshots"
 
     def eventsourcing_env(self) -> dict[str, str]:
         """The ``eventsourcing`` persistence settings for :meth:`resolved_store_url`."""

@@ -131,3 +131,38 @@ def test_the_audit_checks_the_books_brought_forward_against_the_log_alone(monkey
     kinds = [kind for kind, _ in _audit(store)]
     assert "statement_recompute_mismatch" in kinds and "statement_mismatch" in kinds
     assert _audit(store, from_scratch=True) == []  # the log alone still agrees with what is stored
+
+
+def test_an_outbox_chunk_that_fails_part_way_is_derived_again_whole(monkeypatch: Any) -> None:
+    """A failure while a chunk is derived (here a close's statement, once) leaves nothing
+    half-done: the retry derives the whole chunk again, and the events published in the end
+    are those of a pipeline that never failed."""
+    raw = list(with_closes(generate(1200, 4)))
+    clean_store, failing_store = MemoryFactStore(), MemoryFactStore()
+    clean, failing = _pipeline(clean_store), _pipeline(failing_store)
+    closed = failing._closed
+    failures = []
+
+    def fail_once(position: int, close: Any) -> Any:
+        if not failures:
+            failures.append(position)
+            raise RuntimeError("the store went away while freezing the statement")
+        return closed(position, close)
+
+    monkeypatch.setattr(failing, "_closed", fail_once)
+    expected: list[Any] = []
+    got: list[Any] = []
+    for start in range(0, len(raw), 300):
+        clean.ingest(raw[start : start + 300])
+        failing.ingest(raw[start : start + 300])
+        for pipeline, out in ((clean, expected), (failing, got)):
+            while True:
+                try:
+                    chunk = pipeline.outbox_chunk()
+                except RuntimeError:
+                    continue  # as the outbox loop does: retry
+                if chunk is None:
+                    break
+                out.extend(chunk.events)
+                pipeline.outbox_done(chunk)
+    assert failures and got == expected

@@ -95,6 +95,10 @@ class FactLogApplication(Application[UUID]):
     name = "CommissionLedger"
 
 
+#: Positions read in one ``IN (...)`` select (SQLite allows 32,766 parameters).
+_READ_AT_CHUNK = 500
+
+
 class EventSourcedFactStore:
     """:class:`~ledger.application.ports.FactStore` on an eventsourcing recorder."""
 
@@ -114,6 +118,10 @@ class EventSourcedFactStore:
             "WHERE originator_id=? AND originator_version>? ORDER BY originator_version ASC LIMIT ?"
             if isinstance(getattr(recorder, "datastore", None), SQLiteDatastore)
             else None
+        )
+        self._sqlite_select_at = (
+            f"SELECT originator_version, topic, state FROM {table} "  # noqa: S608
+            "WHERE originator_id=? AND originator_version IN (?) ORDER BY originator_version ASC"
         )
 
     def published_position(self, consumer: str) -> int:
@@ -169,10 +177,40 @@ class EventSourcedFactStore:
             for record in recorder.select_events(LOG_ID, gt=after, limit=limit)
         ]
 
+    def read_at(self, positions: Sequence[int]) -> Sequence[StoredFact]:
+        out: list[StoredFact] = []
+        for start in range(0, len(positions), _READ_AT_CHUNK):
+            rows = self._rows_at(positions[start : start + _READ_AT_CHUNK])
+            for position, record in self._decoded(rows):
+                if isinstance(record, str):
+                    raise IntegrityCheckError(
+                        f"stored fact {position} cannot be read ({record}); run `ledger audit verify`"
+                    )
+                out.append(record)
+        return out
+
+    def _rows_at(self, positions: Sequence[int]) -> list[tuple[int, str, bytes]]:
+        """(position, topic, stored state) of the facts at ``positions`` (ascending)."""
+        recorder: Any = self.app.recorder
+        if self._sqlite_select is not None:
+            marks = ",".join("?" * len(positions))
+            sql = self._sqlite_select_at.replace("(?)", f"({marks})")
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(sql, (LOG_ID.hex, *positions))
+                return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+        return [
+            (record.originator_version, record.topic, record.state)
+            for position in positions
+            for record in recorder.select_events(LOG_ID, gt=position - 1, lte=position, limit=1)
+        ]
+
     def read_raw(self, after: int, limit: int) -> Sequence[tuple[int, StoredFact | str]]:
+        return self._decoded(self._rows(after, limit))
+
+    def _decoded(self, rows: list[tuple[int, str, bytes]]) -> list[tuple[int, StoredFact | str]]:
         out: list[tuple[int, StoredFact | str]] = []
         plain = self._plain
-        for position, topic, state_bytes in self._rows(after, limit):
+        for position, topic, state_bytes in rows:
             try:
                 if topic != _TOPIC:
                     raise TypeError(f"unexpected event type {topic}")
@@ -262,6 +300,9 @@ class EventSourcedFactStore:
 
     def data_key_owners(self) -> list[tuple[str, str]]:
         return self._keys.owners()
+
+    def data_keys(self) -> list[tuple[str, str, bytes]]:
+        return self._keys.all()
 
     def close(self) -> None:
         self.app.close()
@@ -359,6 +400,16 @@ class _DataKeyTable:
             with contextlib.closing(sqlite3.connect(self._sqlite_path, timeout=30)) as db:
                 db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return bool(count)
+
+    def all(self) -> list[tuple[str, str, bytes]]:
+        if self._datastore is None:
+            return sorted((owner, master_id, wrapped) for owner, (master_id, wrapped) in self._memory.items())
+        rows = self._execute("SELECT owner, master_id, wrapped FROM ledger_data_keys ORDER BY owner")
+        out = []
+        for owner, master_id, wrapped in rows:
+            assert isinstance(wrapped, (bytes, bytearray, memoryview)), type(wrapped)
+            out.append((str(owner), str(master_id), bytes(wrapped)))
+        return out
 
     def owners(self) -> list[tuple[str, str]]:
         if self._datastore is None:

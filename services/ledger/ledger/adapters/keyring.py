@@ -17,10 +17,13 @@ import base64
 import os
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ledger.application.ports import FactStore
 from ledger.application.sealing import TOKEN_PREFIX, token_owner
@@ -92,6 +95,13 @@ class MasterKeys:
 
     def key(self, master_id: str) -> bytes | None:
         return next((key for known, key in self.keys if known == master_id), None)
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for ``purpose`` (e.g. the snapshots' MAC) derived from the newest master key
+        (HKDF-SHA256): held by no store, changed by a rotation."""
+        assert purpose and purpose.isascii(), purpose
+        info = f"coop-ledger/{purpose}".encode()
+        return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=info).derive(self.keys[0][1])
 
 
 def _b64(data: bytes) -> str:
@@ -206,6 +216,24 @@ class AesGcmKeyring:
                     CHECK_OWNER, self._masters.current_id, self._wrap(CHECK_OWNER, check)
                 )
             self._has_check_key = True
+
+    def preload(self, owners: Iterable[PartyRef]) -> None:
+        wanted = {str(owner): owner for owner in owners}
+        if not wanted:
+            return
+        opened: dict[PartyRef, bytes] = {}
+        for name, master_id, wrapped in self._store.data_keys():
+            owner = wanted.get(name)
+            if owner is not None:
+                opened[owner] = self._unwrap(name, master_id, wrapped)
+        with self._lock:
+            if len(self._opened) + len(opened) > MAX_CACHED_KEYS:
+                self._opened.clear()
+            self._opened.update(list(opened.items())[:MAX_CACHED_KEYS])
+
+    def derived_key(self, purpose: str) -> bytes:
+        """:meth:`MasterKeys.derived_key` of the configured master keys."""
+        return self._masters.derived_key(purpose)
 
     def has_key(self, owner: PartyRef) -> bool:
         return self._data_key(owner, create=False) is not None

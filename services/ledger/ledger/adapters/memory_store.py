@@ -45,6 +45,9 @@ class MemoryFactStore:
             )
         ]
 
+    def read_at(self, positions: Sequence[int]) -> Sequence[StoredFact]:
+        return [fact for position in positions if position >= 1 for fact in self.read(position - 1, 1)]
+
     def read_raw(self, after: int, limit: int) -> Sequence[tuple[int, StoredFact | str]]:
         return [(fact.position, fact) for fact in self.read(after, limit)]
 
@@ -81,6 +84,9 @@ class MemoryFactStore:
 
     def data_key_owners(self) -> list[tuple[str, str]]:
         return sorted((owner, master_id) for owner, (master_id, _) in self._data_keys.items())
+
+    def data_keys(self) -> list[tuple[str, str, bytes]]:
+        return sorted((owner, master_id, wrapped) for owner, (master_id, wrapped) in self._data_keys.items())
 
     def close(self) -> None:
         self._facts.clear()

@@ -143,3 +143,29 @@ class LedgerMetrics:
             registry=r,
         )
         self.heap_frozen.set_function(gc.get_freeze_count)
+        self.snapshots = Counter(
+            "ledger_snapshots_total",
+            "Snapshots taken, by outcome (written, personal_data: refused, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.snapshots_refused = Counter(
+            "ledger_snapshots_refused_total",
+            "Snapshots not used at start-up (a full replay instead), by reason "
+            "(corrupt, stale, chain_mismatch, failed).",
+            ["reason"],
+            registry=r,
+        )
+        self.snapshot_position = Gauge(
+            "ledger_snapshot_position",
+            "Log position of the last snapshot written or loaded.",
+            registry=r,
+        )
+        self.snapshot_write_seconds = Gauge(
+            "ledger_snapshot_write_seconds", "How long the last snapshot took to write.", registry=r
+        )
+        self.snapshot_load_seconds = Gauge(
+            "ledger_snapshot_load_seconds",
+            "How long loading the snapshot took at start-up (0: none loaded).",
+            registry=r,
+        )

@@ -27,7 +27,7 @@ from nats.js.errors import NotFoundError
 from ledger.adapters.jetstream import PipelinedPublisher
 from ledger.adapters.metrics import LedgerMetrics
 from ledger.application.derive import DerivedEvent
-from ledger.application.pipeline import Pipeline
+from ledger.application.pipeline import OutboxChunk, Pipeline
 
 __all__ = [
     "CHECKPOINT_SUBJECT",
@@ -135,9 +135,13 @@ class Outbox:
         checkpoint_every_facts: int,
         on_progress: Callable[[], None],
         scrub: Callable[[list[str]], Awaitable[None]] | None = None,
+        after_chunk: Callable[[], None] | None = None,
     ) -> None:
         """``scrub`` removes the messages holding any of the given personal values from the
-        streams the ledger owns (an erasure's copies outside the log)."""
+        streams the ledger owns (an erasure's copies outside the log); ``after_chunk`` runs
+        on the store thread right after each chunk is marked published (no chunk pending:
+        where a snapshot may be taken)."""
+        self._after_chunk = after_chunk
         assert checkpoint_every_facts >= 1, checkpoint_every_facts
         self._scrub = scrub
         self._pipeline = pipeline
@@ -177,8 +181,13 @@ class Outbox:
         while (chunk := await self._run_store(self._pipeline.outbox_chunk)) is not None:
             await self._complete_erasures(chunk.upto)  # type: ignore[attr-defined]
             await self._publish_events(chunk.events)  # type: ignore[attr-defined]
-            await self._run_store(self._pipeline.outbox_done, chunk)
+            await self._run_store(self._chunk_done, chunk)
             self._on_progress()
+
+    def _chunk_done(self, chunk: OutboxChunk) -> None:
+        self._pipeline.outbox_done(chunk)
+        if self._after_chunk is not None:
+            self._after_chunk()
 
     async def _complete_erasures(self, upto: int) -> None:
         """Scrub the streams of each pending erasure up to position ``upto``, then destroy the

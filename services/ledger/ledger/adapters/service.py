@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -24,15 +27,19 @@ from coop_runtime.retry import retry_until
 from coop_runtime.streams import open_stream, stream_config
 from ledger.adapters.consumer import InboundConsumer
 from ledger.adapters.eventstore import EventSourcedFactStore
+from ledger.adapters.heap import release_free_memory
 from ledger.adapters.jetstream import PipelinedPublisher
+from ledger.adapters.keyring import AesGcmKeyring
 from ledger.adapters.metrics import LedgerMetrics
 from ledger.adapters.outbox import CheckpointMismatchError, Outbox
 from ledger.adapters.query_api import QueryService
 from ledger.adapters.query_worker import MASTER_KEYS_ENTRY
+from ledger.adapters.snapshot_files import ForkedSnapshots, SnapshotFiles, code_fingerprint
 from ledger.adapters.stream_scrub import MAX_NEEDLES, ack_floor, scrub_streams
 from ledger.application.ledger import Ledger
 from ledger.application.links import StatementLinks
-from ledger.application.pipeline import Pipeline
+from ledger.application.pipeline import OUTBOX, Pipeline
+from ledger.application.snapshots import SnapshotError, restore
 from ledger.settings import Settings
 
 __all__ = ["STREAMS", "LedgerService"]
@@ -91,7 +98,10 @@ class LedgerService:
             checkpoint_every_facts=settings.checkpoint_every_facts,
             on_progress=self.update_gauges,
             scrub=self._scrub_streams,
+            after_chunk=self._maybe_snapshot,
         )
+        #: Snapshots of the in-memory state (set up at start-up, once the store is open).
+        self.snapshots: ForkedSnapshots | None = None
         self.queries = QueryService(
             ledger,
             metrics,
@@ -133,14 +143,102 @@ class LedgerService:
             self.store.deployment_key("statement-links"),
             self.settings.statement_link_ttl_days,
         )
+        loaded = self._load_snapshot()
         caught = self.pipeline.recover()
         log.info(
             "store recovered",
             facts=caught,
+            from_snapshot=loaded,
             published_position=self.published,
             head_position=self.ledger.head_position,
             head_hash=self.ledger.head_hash,
         )
+
+        self._maybe_snapshot()
+
+    def _load_snapshot(self) -> int:
+        """Load the newest snapshot that holds (its MAC, its code, the log at its position);
+        a refused one is counted and logged, and the log is read from the start instead.
+        Returns the position loaded (0: none)."""
+        every = self.settings.snapshot_every_facts
+        if every == 0 or self.settings.resolved_store_url() == "memory:":
+            return 0
+        keyring = self.ledger.sealer.keyring
+        if not isinstance(keyring, AesGcmKeyring):
+            return 0
+        try:  # MAC'd under a key from the master key: one who reads the store cannot forge one
+            files = SnapshotFiles(
+                self.settings.snapshot_folder(), keyring.derived_key("snapshots"), code_fingerprint()
+            )
+            files.clear_scratch()
+        except Exception as exc:  # a cache: its folder failing stops nothing
+            log.warning(
+                "snapshots off: their folder cannot be used", error=f"{type(exc).__name__}: {exc}"[:300]
+            )
+            return 0
+        self.snapshots = ForkedSnapshots(
+            files, every, self._snapshot_done, timeout_s=self.settings.snapshot_timeout_s
+        )
+        for path in files.paths():
+            started = time.monotonic()
+            try:
+                position = self._restore(files, path)
+            except Exception as exc:
+                reason = exc.reason if isinstance(exc, SnapshotError) else "failed"
+                self.metrics.snapshots_refused.labels(reason).inc()
+                log.warning(
+                    "snapshot refused: reading the log instead",
+                    snapshot=path.name,
+                    reason=reason,
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                )
+                continue
+            seconds = time.monotonic() - started
+            self.metrics.snapshot_load_seconds.set(seconds)
+            self.metrics.snapshot_position.set(position)
+            self.snapshots.last_position = position
+            log.info("snapshot loaded", snapshot=path.name, position=position, seconds=round(seconds, 3))
+            return position
+        return 0
+
+    def _restore(self, files: SnapshotFiles, path: Path) -> int:
+        """Read, check and load one snapshot (all or nothing); returns its position."""
+        gc.disable()  # millions of objects unpickled: no collection pass among them
+        try:
+            snapshot = files.read(path)
+            restore(
+                self.pipeline,
+                snapshot.header,
+                snapshot.body,
+                published=self.store.published_position(OUTBOX),
+            )
+            gc.freeze()  # what was loaded is long-lived state (see adapters/heap.py): no scan of it
+        finally:
+            gc.enable()
+        position = snapshot.header.position
+        del snapshot
+        release_free_memory()  # the unpickler's transient objects leave holes among the kept ones
+        return position
+
+    def _maybe_snapshot(self) -> None:
+        """On the store thread, between two steps: fork a snapshot when one is due. Never
+        raises: a snapshot is a cache, its failure stops neither start-up nor publishing."""
+        if self.snapshots is None or not self.snapshots.due(self.ledger.head_position):
+            return
+        try:
+            self.snapshots.take(self.pipeline)
+        except Exception as exc:
+            self.metrics.snapshots.labels("failed").inc()
+            log.warning("snapshot not taken", error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def _snapshot_done(self, outcome: str, position: int, seconds: float) -> None:
+        self.metrics.snapshots.labels(outcome).inc()
+        if outcome == "written":
+            self.metrics.snapshot_position.set(position)
+            self.metrics.snapshot_write_seconds.set(seconds)
+            log.info("snapshot written", position=position, seconds=round(seconds, 3))
+        else:
+            log.warning("snapshot not written", position=position, outcome=outcome)
 
     async def start(self, broker: NatsBroker) -> None:
         """Recover the store, then open the streams, check the published checkpoint and
@@ -307,6 +405,8 @@ class LedgerService:
         """Last step of a graceful stop: release the store."""
         self.queries.close()
         self._worker.shutdown(wait=True)
+        if self.snapshots is not None:
+            self.snapshots.stop()
         self.store.close()
         log.info("ledger stopped", head_position=self.ledger.head_position, published_position=self.published)
 

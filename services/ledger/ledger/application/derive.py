@@ -128,7 +128,7 @@ class Deriver:
         #: recompute must not scan every client's lines)
         self._rebates: defaultdict[str, dict[str, RebateLine]] = defaultdict(dict)
         # running balances per (beneficiary, currency): accrued, payable, paid
-        self._balances: dict[tuple[str, str], list[Decimal]] = defaultdict(lambda: [ZERO, ZERO, ZERO])
+        self._balances: dict[tuple[str, str], list[Decimal]] = defaultdict(_zero_balance)
         #: Voidable facts seen, by business key (a void finds its target here).
         self._known: dict[FactKey, Fact] = {}
         #: The voids of each target (known or not), and the targets taken out.
@@ -647,6 +647,12 @@ _REMOVERS: dict[type, Callable[[Deriver, Any, _Scope], None]] = {
     VendorCommissionReceived: Deriver._nothing_to_recompute,
     PayoutRunProposed: Deriver._nothing_to_recompute,
 }
+
+
+def _zero_balance() -> list[Decimal]:
+    """Accrued, payable, paid: nothing yet (a named function: the deriver is pickled in
+    snapshots, a lambda is not picklable)."""
+    return [ZERO, ZERO, ZERO]
 
 
 def _invoice_order(invoice: InvoiceIssued) -> tuple[date, str]:

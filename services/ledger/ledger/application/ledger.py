@@ -48,6 +48,8 @@ MAX_BATCH = 10_000
 #: How often a batch is retried after another writer took its positions.
 MAX_APPEND_ATTEMPTS = 20
 READ_PAGE = 1_000
+#: The facts that name, and hold the account of, a party (:meth:`FactIndex.note_party`).
+PARTY_FACTS = (IntroducerRegistered, ClientRegistered, AdviserRegistered, BankDetailsChanged)
 
 Status = Literal["accepted", "duplicate", "rejected"]
 
@@ -155,7 +157,20 @@ class FactIndex:
             self.owned.setdefault(owner, []).append(stored.position)
         if isinstance(fact, PartyErased):
             self._erase(PartyRef(fact.party_type, fact.party_id), stored.position)
-        elif isinstance(fact, (IntroducerRegistered, ClientRegistered, AdviserRegistered)):
+        elif isinstance(fact, PARTY_FACTS):
+            self.note_party(fact)
+        elif isinstance(fact, PeriodClosed):
+            self.closes[fact.period] = (stored.position, fact)
+            self.last_closed = fact.period
+        if not self._times or self._times[-1] != stored.recorded_at:
+            self._time_starts.append(stored.position)
+            self._times.append(stored.recorded_at)
+
+    def note_party(self, fact: Fact) -> None:
+        """What a registration or a change of bank details tells about its party: display
+        name, language, masked payout account (rebuilt from the facts when a snapshot is
+        loaded, which never holds them)."""
+        if isinstance(fact, (IntroducerRegistered, ClientRegistered, AdviserRegistered)):
             self.names.setdefault(fact.key[1], fact.display_name)
             self.languages.setdefault(fact.key[1], fact.language)
             if isinstance(fact, IntroducerRegistered) and fact.iban is not None:
@@ -164,12 +179,6 @@ class FactIndex:
             known = self.accounts.get(fact.introducer_id)
             if known is None or fact.effective_date >= known[0]:
                 self.accounts[fact.introducer_id] = (fact.effective_date, _masked(fact.iban))
-        elif isinstance(fact, PeriodClosed):
-            self.closes[fact.period] = (stored.position, fact)
-            self.last_closed = fact.period
-        if not self._times or self._times[-1] != stored.recorded_at:
-            self._time_starts.append(stored.position)
-            self._times.append(stored.recorded_at)
 
     def _erase(self, party: PartyRef, position: int) -> None:
         """Every fact ``party`` owns, redacted in place (figures unchanged); what they held is
@@ -245,6 +254,13 @@ class Ledger:
         self.index.pending_erasures.pop(party, None)
         keyring = self._sealer.keyring
         return keyring.forget(party) if keyring is not None else False
+
+    def adopt(self, index: FactIndex) -> None:
+        """Take ``index`` (loaded from a snapshot) as the log read so far (``on_growth`` is
+        not told: whoever loaded it manages the heap it made)."""
+        assert self.index.head_position == 0, "adopt into a fresh ledger only"
+        index.publish_head()
+        self.index = index
 
     @property
     def store(self) -> FactStore:

@@ -75,8 +75,13 @@ class Pipeline:
                 f"derived events were published up to position {self.published} but the log ends at "
                 f"{self.ledger.head_position}: facts are missing; run `ledger audit verify`"
             )
-        self.deriver.fast_forward(self.ledger.index.by_position[: self.published])
+        # from where the deriver stands: the start, or a snapshot's position
+        self.deriver.fast_forward(self.ledger.index.by_position[self.deriver.position : self.published])
         return caught
+
+    def has_pending_chunk(self) -> bool:
+        """An outbox chunk is derived but not yet marked published."""
+        return self._pending is not None
 
     def ingest(self, messages: Sequence[bytes | str]) -> list[Outcome]:
         """Validate and store one batch (one transaction); durable when this returns."""
@@ -92,6 +97,22 @@ class Pipeline:
         if self.deriver.position >= head:
             return None
         upto = min(head, self.deriver.position + self.chunk_positions)
+        try:
+            events = self._derive(upto)
+        except BaseException:
+            # all or nothing: a deriver left part-way through the chunk would skip its events
+            # on the retry; bring it back to what was published (the retry derives them again)
+            self.deriver = Deriver()
+            self.deriver.fast_forward(self.ledger.index.by_position[: self.published])
+            self.statement_books = None
+            raise
+        # another replica may have published part of this: the deriver needed every position,
+        # but only what lies past the tracked position still has to go out
+        tracked = self.store.published_position(OUTBOX)
+        self._pending = OutboxChunk(tuple(e for e in events if e.position > tracked), upto)
+        return self._pending
+
+    def _derive(self, upto: int) -> list[DerivedEvent]:
         facts = self.ledger.index.by_position
         events: list[DerivedEvent] = []
         for position in range(self.deriver.position + 1, upto + 1):
@@ -101,11 +122,7 @@ class Pipeline:
                 self.statement_books = None
             elif isinstance(fact, PeriodClosed):
                 events.extend(self._closed(position, fact))
-        # another replica may have published part of this: the deriver needed every position,
-        # but only what lies past the tracked position still has to go out
-        tracked = self.store.published_position(OUTBOX)
-        self._pending = OutboxChunk(tuple(e for e in events if e.position > tracked), upto)
-        return self._pending
+        return events
 
     def _closed(self, position: int, close: PeriodClosed) -> list[DerivedEvent]:
         """A month closed: its statement frozen (stored) before the close is announced, then

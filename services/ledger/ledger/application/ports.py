@@ -48,6 +48,10 @@ class FactStore(Protocol):
     def read(self, after: int, limit: int) -> Sequence[StoredFact]:
         """Up to ``limit`` facts with positions greater than ``after``, in order."""
 
+    def read_at(self, positions: Sequence[int]) -> Sequence[StoredFact]:
+        """The facts at ``positions`` (ascending), in order; a position the log does not
+        hold is left out."""
+
     def read_raw(self, after: int, limit: int) -> Sequence[tuple[int, StoredFact | str]]:
         """Like :meth:`read`, but a record that cannot be decoded is returned as
         (position, reason) instead of raising: for the audit."""
@@ -88,6 +92,9 @@ class FactStore(Protocol):
 
     def data_key_owners(self) -> list[tuple[str, str]]:
         """Every (owner, master key id) with a data key."""
+
+    def data_keys(self) -> list[tuple[str, str, bytes]]:
+        """Every data key as stored: (owner, master key id, wrapped key), in one read."""
 
     def close(self) -> None:
         """Release connections."""

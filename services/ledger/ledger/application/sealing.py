@@ -13,7 +13,7 @@ kind and id (not personal by contract), the rest is opaque.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from ledger.domain.personal import PartyRef, owner_of, personal_fields_of
@@ -55,6 +55,9 @@ class Keyring(Protocol):
         """Destroy ``owner``'s data key; True when there was one."""
 
     def has_key(self, owner: PartyRef) -> bool: ...
+
+    def preload(self, owners: Iterable[PartyRef]) -> None:
+        """Open the data keys of ``owners`` in one read (before opening many of their facts)."""
 
 
 def open_data(fact_type: type, data: Mapping[str, Any], keyring: Keyring | None) -> dict[str, Any]:
