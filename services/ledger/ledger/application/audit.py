@@ -111,8 +111,15 @@ def walk_chain(
     expected = 1
     previous: str | None = GENESIS  # the stored hash of the previous record; None = unknown
     recent: deque[str] = deque(maxlen=RECENT_WINDOW)  # stored hashes of the last records
+    # (the loop runs a million times: locals, no attribute writes per fact)
+    keep = walk.intact.append if keep_facts else None
+    remember = recent.append
+    hash_at = walk.hash_at
+    count = 0
+    head_hash = GENESIS
+    position = 0
     for position, record in records:
-        walk.facts += 1
+        count += 1
         if position != expected:
             walk.add(Fault(expected, "sequence_gap", f"positions {expected} to {position - 1} are missing"))
             previous = None
@@ -120,32 +127,34 @@ def walk_chain(
             walk.add(Fault(position, "fact_unreadable", record))
             previous = None
         else:
-            altered = fact_digest(record.envelope_json) != record.fact_digest
+            body = record.envelope_json
+            stored_hash = record.chain_hash
+            altered = fact_digest(body) != record.fact_digest
             if altered:
                 walk.add(Fault(position, "fact_altered", "the fact's bytes do not match its digest"))
             elif (
                 previous is not None
-                and chain_hash(previous, position, record.envelope_json) != record.chain_hash
-                and not any(
-                    chain_hash(h, position, record.envelope_json) == record.chain_hash for h in recent
-                )
+                and chain_hash(previous, position, body) != stored_hash
+                and not any(chain_hash(h, position, body) == stored_hash for h in recent)
             ):
                 # (an intact fact right after disturbed neighbours links to a recent stored
                 # hash: the disturbance is reported where it is, not again here)
                 walk.add(
                     Fault(position, "hash_mismatch", "the chain hash does not follow from the previous fact")
                 )
-            if keep_facts and not altered:
-                walk.intact.append((position, record.envelope_json))
-            previous = record.chain_hash
-            recent.append(record.chain_hash)
-            walk.head_hash = record.chain_hash
-            if position in watched or _CLOSE_TYPE in record.envelope_json:
-                walk.hash_at[position] = record.chain_hash
-        walk.head_position = position
+            if keep is not None and not altered:
+                keep((position, body))
+            previous = head_hash = stored_hash
+            remember(stored_hash)
+            if position in watched or _CLOSE_TYPE in body:
+                hash_at[position] = stored_hash
         expected = position + 1
-        if progress is not None and walk.facts % 10_000 == 0:
-            progress(walk.facts)
+        if progress is not None and count % 10_000 == 0:
+            walk.facts = count
+            progress(count)
+    walk.facts = count
+    walk.head_position = position
+    walk.head_hash = head_hash
     return walk
 
 

@@ -27,16 +27,18 @@ def canonical_json(document: Any) -> bytes:
     return encoded
 
 
+#: u64(n) || u32(len(prev)) || prev || u64(len(fact)), packed in one call (prev is 64 chars).
+_HEAD = struct.Struct(">QI64sQ")
+#: SHA-256 having absorbed the tag: each hash starts from a copy (fewer calls per fact).
+_TAGGED = hashlib.sha256(_TAG)
+
+
 def chain_hash(prev_hash: str, position: int, fact_json: bytes) -> str:
     """The chain hash of the fact stored at ``position`` after ``prev_hash``."""
     assert position >= 1, position
     assert len(prev_hash) == 64, prev_hash
-    prev = prev_hash.encode("ascii")
-    digest = hashlib.sha256()
-    digest.update(_TAG)
-    digest.update(struct.pack(">QI", position, len(prev)))
-    digest.update(prev)
-    digest.update(struct.pack(">Q", len(fact_json)))
+    digest = _TAGGED.copy()
+    digest.update(_HEAD.pack(position, 64, prev_hash.encode("ascii"), len(fact_json)))
     digest.update(fact_json)
     return digest.hexdigest()
 
