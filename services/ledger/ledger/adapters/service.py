@@ -33,7 +33,7 @@ from ledger.adapters.keyring import AesGcmKeyring
 from ledger.adapters.metrics import LedgerMetrics
 from ledger.adapters.outbox import CheckpointMismatchError, Outbox
 from ledger.adapters.query_api import QueryService
-from ledger.adapters.query_worker import MASTER_KEYS_ENTRY
+from ledger.adapters.query_worker import MASTER_KEYS_ENTRY, SNAPSHOT_DIR_ENTRY
 from ledger.adapters.snapshot_files import ForkedSnapshots, SnapshotFiles, code_fingerprint
 from ledger.adapters.stream_scrub import MAX_NEEDLES, ack_floor, scrub_streams
 from ledger.application.ledger import Ledger
@@ -110,7 +110,15 @@ class LedgerService:
             token=settings.query_token,
             worker_env=None
             if settings.resolved_store_url() == "memory:"
-            else {**settings.eventsourcing_env(), MASTER_KEYS_ENTRY: settings.master_keys_text()},
+            else {
+                **settings.eventsourcing_env(),
+                MASTER_KEYS_ENTRY: settings.master_keys_text(),
+                **(
+                    {SNAPSHOT_DIR_ENTRY: str(settings.snapshot_folder())}
+                    if settings.snapshot_every_facts
+                    else {}
+                ),
+            },
             auditor_token=settings.auditor_token,
         )
 
