@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -39,15 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.history import generate
 from bench.periods import with_closes
+from bench.service_throughput import _rss_mib as rss_mib
+from bench.service_throughput import free_port, wait_http
 from ledger.adapters.keyring import generate_master_key
 
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -59,26 +54,6 @@ def scrape(port: int) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             found[name] = float(value)
         return found
-
-
-def ready(port: int, timeout_s: float = 1800) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except Exception:
-            pass
-        time.sleep(0.05)
-    raise SystemExit("ledger did not become ready")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 class Serve:
@@ -98,7 +73,7 @@ class Serve:
             stdout=(self.folder / f"serve-{self.starts}.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
-        ready(self.port)
+        wait_http(self.port, "/readyz", timeout_s=1800)
         return time.perf_counter() - spawned
 
     def stop(self) -> None:
@@ -166,6 +141,8 @@ def main() -> None:
         "LEDGER_DATA_DIR": str(folder / "data"),
     }
     base.setdefault("LEDGER_MASTER_KEYS", f"bench:{generate_master_key()}")
+    # the service's default (100,000) unless the history is shorter
+    base.setdefault("LEDGER_SNAPSHOT_EVERY_FACTS", str(min(100_000, args.facts)))
     empty = Serve(
         {
             **base,
@@ -194,9 +171,11 @@ def main() -> None:
     full_s = serve.start()
     rss_full = rss_mib(serve.process.pid)  # type: ignore[union-attr]
     deadline = time.monotonic() + 3600
-    while scrape(serve.port).get('ledger_snapshots_total{outcome="written"}', 0) < 1:
-        if time.monotonic() > deadline:
-            raise SystemExit("no snapshot written")
+    while (seen := scrape(serve.port)).get('ledger_snapshots_total{outcome="written"}', 0) < 1:
+        if time.monotonic() > deadline or any(
+            seen.get(f'ledger_snapshots_total{{outcome="{bad}"}}', 0) for bad in ("failed", "personal_data")
+        ):
+            raise SystemExit(f"no snapshot written (see {folder}/serve-1.log)")
         time.sleep(0.2)
     write_s = scrape(serve.port)["ledger_snapshot_write_seconds"]
     serve.stop()

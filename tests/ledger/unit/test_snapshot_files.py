@@ -15,8 +15,7 @@ from ledger.adapters.snapshot_files import ForkedSnapshots, SnapshotFiles, code_
 from ledger.application import snapshots
 from ledger.application.pipeline import OUTBOX
 from ledger.application.snapshots import SnapshotError, SnapshotHeader
-from ledger.domain.facts import IntroducerRegistered
-from tests.ledger.unit.test_snapshots import _feed, _history, _pipeline, _state
+from tests.ledger.unit.test_snapshots import _fed, _feed, _history, _hold_a_personal_copy, _pipeline, _state
 
 KEY = b"k" * 32
 CODE = "c" * 64
@@ -104,10 +103,9 @@ def _done() -> tuple[list[tuple[str, int]], threading.Event, object]:
 def test_a_forked_child_writes_a_snapshot_that_restores(tmp_path: Path) -> None:
     """``take`` forks, the child writes the state, the watcher reports ``written``; the file
     restores to the state of a full replay."""
-    raw, _ = _history(1200, 6)
-    store = MemoryFactStore()
-    pipeline = _pipeline(store)
-    _feed(pipeline, raw)
+    pipeline = _fed(1200, 6)
+    store = pipeline.store
+    assert isinstance(store, MemoryFactStore)
     outcomes, finished, on_done = _done()
     files = SnapshotFiles(tmp_path, KEY, CODE)
     forked = ForkedSnapshots(files, 100, on_done)  # type: ignore[arg-type]
@@ -127,16 +125,8 @@ def test_a_forked_child_writes_a_snapshot_that_restores(tmp_path: Path) -> None:
 def test_a_child_that_finds_personal_data_writes_nothing(tmp_path: Path) -> None:
     """When the state holds a copy of personal data, the child writes no file and the
     watcher reports ``personal_data``."""
-    raw, _ = _history(600, 2)
-    store = MemoryFactStore()
-    pipeline = _pipeline(store)
-    _feed(pipeline, raw)
-    registration = next(
-        f for f in pipeline.ledger.index.by_position if isinstance(f, IntroducerRegistered) and f.email
-    )
-    pipeline.deriver._facts.introducers["copy"] = IntroducerRegistered(
-        **{name: getattr(registration, name) for name in registration.__dataclass_fields__}
-    )
+    pipeline = _fed(600, 2)
+    _hold_a_personal_copy(pipeline)
     outcomes, finished, on_done = _done()
     files = SnapshotFiles(tmp_path, KEY, CODE)
     forked = ForkedSnapshots(files, 1, on_done)  # type: ignore[arg-type]
@@ -172,10 +162,7 @@ def test_a_fork_that_fails_stops_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     """When the system cannot fork (no memory, no process left), ``take`` reports ``failed``,
     returns False and waits as many facts again before it tries (start-up and the outbox,
     which call it, go on)."""
-    raw, _ = _history(500, 1)
-    store = MemoryFactStore()
-    pipeline = _pipeline(store)
-    _feed(pipeline, raw)
+    pipeline = _fed(500, 1)
     outcomes, _, on_done = _done()
     forked = ForkedSnapshots(SnapshotFiles(tmp_path, KEY, CODE), 100, on_done)  # type: ignore[arg-type]
 
@@ -192,10 +179,7 @@ def test_a_fork_that_fails_stops_nothing(tmp_path: Path, monkeypatch: pytest.Mon
 def test_stop_kills_a_child_still_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Shutting down does not wait for a snapshot: a child still writing is killed, reported
     ``failed``, and no snapshot is taken afterwards."""
-    raw, _ = _history(500, 1)
-    store = MemoryFactStore()
-    pipeline = _pipeline(store)
-    _feed(pipeline, raw)
+    pipeline = _fed(500, 1)
     outcomes, finished, on_done = _done()
     files = SnapshotFiles(tmp_path, KEY, CODE)
     forked = ForkedSnapshots(files, 1, on_done)  # type: ignore[arg-type]

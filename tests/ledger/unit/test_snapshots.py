@@ -48,6 +48,21 @@ def _drain(pipeline: Pipeline) -> list[DerivedEvent]:
     return events
 
 
+def _fed(n: int, seed: int) -> Pipeline:
+    """A pipeline on a new in-memory store that took :func:`_history` (n, seed), published."""
+    pipeline = _pipeline(MemoryFactStore())
+    _feed(pipeline, _history(n, seed)[0])
+    return pipeline
+
+
+def _hold_a_personal_copy(pipeline: Pipeline) -> None:
+    """Make the deriver hold a copy (not the log's own object) of a registration with an e-mail."""
+    registration = next(
+        f for f in pipeline.ledger.index.by_position if isinstance(f, IntroducerRegistered) and f.email
+    )
+    pipeline.deriver._facts.introducers["copy"] = dataclasses.replace(registration)
+
+
 def _erasure(kind: str, party_id: str, n: int) -> str:
     data = {"party_type": kind, "party_id": party_id, "requested_by": "dpo", "approved_by": "tre"}
     return envelope("party.erased", data, id=f"erase-{n}")
@@ -204,14 +219,8 @@ def vars_of(fact: Any) -> list[str]:
 def test_a_copy_of_personal_data_outside_the_log_positions_is_never_written() -> None:
     """Should any state hold a personal fact that is not the log's own object, the snapshot
     is refused (``personal_data``) rather than written with the values in it."""
-    raw, _ = _history(600, 2)
-    store = MemoryFactStore()
-    pipeline = _pipeline(store)
-    _feed(pipeline, raw)
-    registration = next(
-        f for f in pipeline.ledger.index.by_position if isinstance(f, IntroducerRegistered) and f.email
-    )
-    pipeline.deriver._facts.introducers["copy"] = dataclasses.replace(registration)
+    pipeline = _fed(600, 2)
+    _hold_a_personal_copy(pipeline)
     with pytest.raises(SnapshotError) as refused:
         snapshots.dump(pipeline)
     assert refused.value.reason == "personal_data"
