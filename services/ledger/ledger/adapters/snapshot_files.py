@@ -29,14 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-import structlog
 
 from ledger.application.pipeline import Pipeline
 from ledger.application.snapshots import SnapshotError, SnapshotHeader, dump, not_ready
 
 __all__ = ["ForkedSnapshots", "SnapshotFiles", "code_fingerprint"]
-
-log = structlog.get_logger("ledger.snapshots")
 
 MAGIC = b"LEDGER-SNAPSHOT-1\n"
 _MAC_BYTES = 32
