@@ -44,9 +44,13 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def build_store(settings: Settings, metrics: LedgerMetrics | None = None) -> EventSourcedFactStore:
+def build_store(
+    settings: Settings, metrics: LedgerMetrics | None = None, *, create: bool = True
+) -> EventSourcedFactStore:
+    """The configured store; without ``create``, its tables are not created (a second reader
+    of a store already opened)."""
     on_commit = metrics.commit_seconds.observe if metrics is not None else None
-    return EventSourcedFactStore(settings.eventsourcing_env(), on_commit=on_commit)
+    return EventSourcedFactStore(settings.eventsourcing_env(), on_commit=on_commit, create=create)
 
 
 def build_keyring(settings: Settings, store: FactStore) -> AesGcmKeyring:

@@ -102,12 +102,18 @@ _READ_AT_CHUNK = 500
 class EventSourcedFactStore:
     """:class:`~ledger.application.ports.FactStore` on an eventsourcing recorder."""
 
-    def __init__(self, env: dict[str, str], on_commit: Callable[[float], None] | None = None) -> None:
-        """``on_commit`` is told how long each append transaction took (seconds)."""
+    def __init__(
+        self, env: dict[str, str], on_commit: Callable[[float], None] | None = None, *, create: bool = True
+    ) -> None:
+        """``on_commit`` is told how long each append transaction took (seconds). Without
+        ``create`` the tables are taken as they are (a reader beside a store already opened:
+        concurrent table creations conflict on PostgreSQL)."""
+        if not create:
+            env = {**env, "CREATE_TABLE": "n"}
         self.app = FactLogApplication(env=env)
         self._tracking = self.app.factory.tracking_recorder()
         self._on_commit = on_commit
-        self._keys = _DataKeyTable(self.app.recorder, env.get("SQLITE_DBNAME"))
+        self._keys = _DataKeyTable(self.app.recorder, env.get("SQLITE_DBNAME"), create=create)
         #: No cipher, no compressor: facts are written and read as the stored JSON directly.
         self._plain = self.app.mapper.cipher is None and self.app.mapper.compressor is None
         recorder: Any = self.app.recorder
@@ -123,6 +129,10 @@ class EventSourcedFactStore:
             f"SELECT originator_version, topic, state FROM {table} "  # noqa: S608
             "WHERE originator_id=? AND originator_version IN (?) ORDER BY originator_version ASC"
         )
+
+    def last_position(self) -> int:
+        records = self.app.recorder.select_events(LOG_ID, desc=True, limit=1)
+        return int(records[0].originator_version) if records else 0
 
     def published_position(self, consumer: str) -> int:
         """How far ``consumer`` (e.g. the outbox) got through the log."""
@@ -170,8 +180,10 @@ class EventSourcedFactStore:
         recorder: Any = self.app.recorder
         if self._sqlite_select is not None:
             with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.row_factory = None  # plain tuples, not sqlite3.Row (this cursor only)
                 cursor.execute(self._sqlite_select, (LOG_ID.hex, after, limit))
-                return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+                rows: list[tuple[int, str, bytes]] = cursor.fetchall()
+                return rows
         return [
             (record.originator_version, record.topic, record.state)
             for record in recorder.select_events(LOG_ID, gt=after, limit=limit)
@@ -196,8 +208,10 @@ class EventSourcedFactStore:
             marks = ",".join("?" * len(positions))
             sql = self._sqlite_select_at.replace("(?)", f"({marks})")
             with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.row_factory = None
                 cursor.execute(sql, (LOG_ID.hex, *positions))
-                return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+                rows: list[tuple[int, str, bytes]] = cursor.fetchall()
+                return rows
         return [
             (record.originator_version, record.topic, record.state)
             for position in positions
@@ -326,7 +340,7 @@ class _DataKeyTable:
     """Wrapped data keys in the store's database (SQLite or PostgreSQL), or in memory when
     the recorder has no database (``memory:``)."""
 
-    def __init__(self, recorder: object, sqlite_path: str | None) -> None:
+    def __init__(self, recorder: object, sqlite_path: str | None, *, create: bool = True) -> None:
         datastore = getattr(recorder, "datastore", None)
         self._sqlite = isinstance(datastore, SQLiteDatastore)
         self._datastore = datastore if self._sqlite or _is_postgres(datastore) else None
@@ -334,7 +348,7 @@ class _DataKeyTable:
             sqlite_path if self._sqlite and sqlite_path and "memory" not in sqlite_path else None
         )
         self._memory: dict[str, tuple[str, bytes]] = {}
-        if self._datastore is not None:
+        if self._datastore is not None and create:
             self._execute(
                 "CREATE TABLE IF NOT EXISTS ledger_data_keys "
                 + (

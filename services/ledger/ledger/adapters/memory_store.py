@@ -51,6 +51,9 @@ class MemoryFactStore:
     def read_raw(self, after: int, limit: int) -> Sequence[tuple[int, StoredFact | str]]:
         return [(fact.position, fact) for fact in self.read(after, limit)]
 
+    def last_position(self) -> int:
+        return len(self._facts)
+
     def published_position(self, consumer: str) -> int:
         return self._tracking.get(consumer, 0)
 

@@ -19,6 +19,7 @@ Fault kinds (each reported with the position where it is found):
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -43,8 +44,10 @@ __all__ = [
     "Checkpoint",
     "Fault",
     "compare_projections",
+    "merge_walks",
     "parse_facts",
     "verify",
+    "verify_chain",
     "walk_chain",
 ]
 
@@ -53,6 +56,8 @@ _CLOSE_TYPE = b'"coop.ledger.period.closed.v1"'
 MAX_FAULTS = 1000
 #: How many recent stored hashes an intact fact may link to after disturbed neighbours.
 RECENT_WINDOW = 8
+#: How many positions before its part a part's walk reads to seed its links.
+SEED_POSITIONS = RECENT_WINDOW + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +108,25 @@ def walk_chain(
     keep_facts: bool = False,
     watch: Sequence[int] = (),
     progress: Callable[[int], None] | None = None,
+    start: int = 1,
+    stop: int | None = None,
 ) -> ChainWalk:
     """Check every stored record in order: positions, digests, chain links, contract.
-    ``watch`` lists positions whose chain hash to remember (checkpoints)."""
+    ``watch`` lists positions whose chain hash to remember (checkpoints).
+
+    A part of the log (:func:`merge_walks` joins the parts): ``start``/``stop`` bound the
+    positions it answers for. ``records`` may begin up to :data:`SEED_POSITIONS` before
+    ``start``: those only seed the links (their own faults are the previous part's), and
+    may run past ``stop``: the first record after it closes a gap that began within."""
+    assert start >= 1, start
     walk = ChainWalk()
     watched = set(watch)
-    expected = 1
-    previous: str | None = GENESIS  # the stored hash of the previous record; None = unknown
+    # the position expected next (0: any, a later part's first) and the stored hash of the
+    # previous record (None: unknown)
+    expected, previous = (1, GENESIS) if start == 1 else (0, None)
+    last = stop if stop is not None else sys.maxsize
+    seeded = 0
+    add = walk.add if start == 1 else (lambda fault: walk.add(fault) if fault.position >= start else None)
     recent: deque[str] = deque(maxlen=RECENT_WINDOW)  # stored hashes of the last records
     # (the loop runs a million times: locals, no attribute writes per fact)
     keep = walk.intact.append if keep_facts else None
@@ -118,20 +135,26 @@ def walk_chain(
     count = 0
     head_hash = GENESIS
     position = 0
-    for position, record in records:
+    for at, record in records:
+        if at > last:  # past the part: only a gap that begins within it is still its own
+            if expected and at != expected and expected <= last:
+                add(Fault(expected, "sequence_gap", f"positions {expected} to {at - 1} are missing"))
+            break
+        position = at
         count += 1
-        if position != expected:
-            walk.add(Fault(expected, "sequence_gap", f"positions {expected} to {position - 1} are missing"))
+        seeded += position < start
+        if position != expected and expected:
+            add(Fault(expected, "sequence_gap", f"positions {expected} to {position - 1} are missing"))
             previous = None
         if isinstance(record, str):
-            walk.add(Fault(position, "fact_unreadable", record))
+            add(Fault(position, "fact_unreadable", record))
             previous = None
         else:
             body = record.envelope_json
             stored_hash = record.chain_hash
             altered = fact_digest(body) != record.fact_digest
             if altered:
-                walk.add(Fault(position, "fact_altered", "the fact's bytes do not match its digest"))
+                add(Fault(position, "fact_altered", "the fact's bytes do not match its digest"))
             elif (
                 previous is not None
                 and chain_hash(previous, position, body) != stored_hash
@@ -139,9 +162,7 @@ def walk_chain(
             ):
                 # (an intact fact right after disturbed neighbours links to a recent stored
                 # hash: the disturbance is reported where it is, not again here)
-                walk.add(
-                    Fault(position, "hash_mismatch", "the chain hash does not follow from the previous fact")
-                )
+                add(Fault(position, "hash_mismatch", "the chain hash does not follow from the previous fact"))
             if keep is not None and not altered:
                 keep((position, body))
             previous = head_hash = stored_hash
@@ -150,12 +171,27 @@ def walk_chain(
                 hash_at[position] = stored_hash
         expected = position + 1
         if progress is not None and count % 10_000 == 0:
-            walk.facts = count
-            progress(count)
-    walk.facts = count
-    walk.head_position = position
-    walk.head_hash = head_hash
+            walk.facts = count - seeded
+            progress(count - seeded)
+    walk.facts = count - seeded
+    if position >= start:  # (a part that holds nothing past its seed has no head)
+        walk.head_position, walk.head_hash = position, head_hash
     return walk
+
+
+def merge_walks(parts: Sequence[ChainWalk]) -> ChainWalk:
+    """One walk of the whole log from the walks of its consecutive parts (in order)."""
+    whole = ChainWalk()
+    for part in parts:
+        assert not part.intact and not part.valid_facts, "parts walk the chain only"
+        whole.facts += part.facts
+        for fault in part.faults:
+            whole.add(fault)
+        whole.fault_count += part.fault_count - len(part.faults)  # those past a part's list
+        whole.hash_at.update(part.hash_at)
+        if part.head_position > whole.head_position:
+            whole.head_position, whole.head_hash = part.head_position, part.head_hash
+    return whole
 
 
 def parse_facts(walk: ChainWalk) -> None:
@@ -292,6 +328,28 @@ def verify(
     parse_facts(walk)
     if parsed is not None:
         parsed()
+    faults = _log_faults(walk, checkpoints, published_position)
+    if projections and walk.fault_count == 0:
+        faults.extend(compare_projections(walk.valid_facts))
+    if stored_statement is not None and walk.fault_count == 0:
+        faults.extend(compare_statements(walk, stored_statement, from_scratch=statements_from_scratch))
+    return AuditResult(
+        walk, faults, published_position, list(checkpoints), walked - started, clock() - started
+    )
+
+
+def verify_chain(
+    walk: ChainWalk, *, published_position: int, checkpoints: Sequence[Checkpoint], seconds: float
+) -> AuditResult:
+    """The audit of the log's integrity alone, from a walk of its chain (``seconds`` long):
+    positions, digests, links, the checkpoints, what the outbox published. Not the contract
+    nor the projections (:func:`verify` does it all)."""
+    faults = _log_faults(walk, checkpoints, published_position)
+    return AuditResult(walk, faults, published_position, list(checkpoints), seconds, seconds)
+
+
+def _log_faults(walk: ChainWalk, checkpoints: Sequence[Checkpoint], published_position: int) -> list[Fault]:
+    """The walk's faults, then those against each checkpoint and the outbox's position."""
     faults = list(walk.faults)
     for checkpoint in checkpoints:
         faults.extend(check_checkpoint(walk, checkpoint))
@@ -304,13 +362,7 @@ def verify(
                 f"the log ends at {walk.head_position}",
             )
         )
-    if projections and walk.fault_count == 0:
-        faults.extend(compare_projections(walk.valid_facts))
-    if stored_statement is not None and walk.fault_count == 0:
-        faults.extend(compare_statements(walk, stored_statement, from_scratch=statements_from_scratch))
-    return AuditResult(
-        walk, faults, published_position, list(checkpoints), walked - started, clock() - started
-    )
+    return faults
 
 
 def compare_statements(

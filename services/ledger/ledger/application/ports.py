@@ -56,6 +56,9 @@ class FactStore(Protocol):
         """Like :meth:`read`, but a record that cannot be decoded is returned as
         (position, reason) instead of raising: for the audit."""
 
+    def last_position(self) -> int:
+        """The position of the last stored fact (0: the log is empty)."""
+
     def published_position(self, consumer: str) -> int:
         """How far ``consumer`` (e.g. the outbox) got through the log (0 = nowhere)."""
 

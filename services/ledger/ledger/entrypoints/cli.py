@@ -315,18 +315,42 @@ def audit_verify(
             "from the log); slower: grows with closes x facts.",
         ),
     ] = False,
+    chain_only: Annotated[
+        bool,
+        typer.Option(
+            "--chain-only",
+            help="The log's integrity alone: positions, digests, hash chain, checkpoints, what the "
+            "outbox published; split over --workers processes. Not the contract, projections or "
+            "statements.",
+        ),
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=16,
+            help="Processes walking the chain with --chain-only, as many as given (default: one per "
+            "CPU, each part at least 50,000 facts).",
+        ),
+    ] = None,
     fmt: Annotated[Format | None, typer.Option("--format", help="json or table (text).")] = None,
 ) -> None:
     """Walk the whole log, recompute the hash chain, replay the projections: exit 0 when all
     holds, 1 with every fault's position and kind otherwise."""
+    import os
     import time
 
     from ledger.adapters.eventstore import EventSourcedFactStore
     from ledger.adapters.heap import HeapFreezer
-    from ledger.application.audit import verify
+    from ledger.adapters.parallel_walk import MIN_PART_FACTS, walk_in_parallel
+    from ledger.application.audit import verify, verify_chain
     from ledger.application.pipeline import OUTBOX
     from ledger.bootstrap import build_store
 
+    if chain_only and (statements_from_scratch or not projections):
+        raise typer.BadParameter(
+            "--chain-only checks neither projections nor statements", param_hint="--chain-only"
+        )
     settings = settings_or_exit()
     checkpoints = [_checkpoint(text) for text in against or []]
     if published:
@@ -361,17 +385,35 @@ def audit_verify(
             if not err.is_terminal and n % 100_000 == 0:
                 err.print(f"verify: {n} facts walked")
 
-        result = verify(
-            records(),
-            published_position=store.published_position(OUTBOX),
-            checkpoints=checkpoints,
-            projections=projections,
-            clock=time.perf_counter,
-            progress=tick,
-            parsed=freezer.freeze_now,  # the parsed facts stay until the end: out of the collector's way
-            stored_statement=store.load_statement,
-            statements_from_scratch=statements_from_scratch,
-        )
+        if chain_only:
+            started = time.perf_counter()
+            walk = walk_in_parallel(
+                store.read_raw,
+                lambda: build_store(settings, create=False).read_raw,  # each child: its own connection
+                store.last_position(),
+                workers=workers or os.cpu_count() or 1,
+                min_part_facts=1 if workers else MIN_PART_FACTS,  # (as many as asked for)
+                watch=[c.position for c in checkpoints],
+                progress=tick,
+            )
+            result = verify_chain(
+                walk,
+                published_position=store.published_position(OUTBOX),
+                checkpoints=checkpoints,
+                seconds=time.perf_counter() - started,
+            )
+        else:
+            result = verify(
+                records(),
+                published_position=store.published_position(OUTBOX),
+                checkpoints=checkpoints,
+                projections=projections,
+                clock=time.perf_counter,
+                progress=tick,
+                parsed=freezer.freeze_now,  # the parsed facts stay until the end: out of the collector's way
+                stored_statement=store.load_statement,
+                statements_from_scratch=statements_from_scratch,
+            )
     store.close()
     summary = result.summary()
     if (fmt or (Format.table if sys.stdout.isatty() else Format.json)) is Format.json:

@@ -1,0 +1,183 @@
+"""The hash-chain walk of ``ledger audit verify`` split over processes.
+
+Every link of the chain can be checked knowing only the stored hash of the record before
+it, so the log is cut into consecutive parts of positions, each walked by a forked child
+on its own connection to the store (:func:`ledger.application.audit.walk_chain` with
+``start``/``stop``; a part reads a few positions before its own to seed its links), and
+the parts' findings are joined in log order (:func:`merge_walks`): the same faults, at the
+same positions, as one walk. Hashing is CPU-bound Python (the GIL allows no threads),
+hence processes; a child sends its progress and then its findings (a few hundred bytes
+unless there are faults) over a pipe, and the parent adds up the progress.
+
+A child that dies or fails makes the whole walk fail with its reason: an audit never
+reports on a part nobody walked. Logs shorter than :data:`MIN_PART_FACTS` per part are
+walked in the calling process (a fork costs more than it saves there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection, Pipe, wait
+
+from ledger.application.audit import RECENT_WINDOW, SEED_POSITIONS, ChainWalk, merge_walks, walk_chain
+from ledger.application.ports import StoredFact
+
+__all__ = [
+    "MAX_WORKERS",
+    "MIN_PART_FACTS",
+    "PAGE_FACTS",
+    "Reader",
+    "WalkFailedError",
+    "parts",
+    "walk_in_parallel",
+    "walk_part",
+]
+
+#: Records read per query.
+PAGE_FACTS = 5_000
+#: A part is never smaller than this (below, one process walks the whole log).
+MIN_PART_FACTS = 50_000
+#: At most this many processes walk at once.
+MAX_WORKERS = 16
+#: A child reports its progress every this many records.
+_PROGRESS_EVERY = 20_000
+
+#: ``read_raw(after, limit)`` of a store (:meth:`ledger.application.ports.FactStore.read_raw`).
+Reader = Callable[[int, int], Sequence[tuple[int, StoredFact | str]]]
+
+
+class WalkFailedError(Exception):
+    """A part of the walk could not be completed (its process failed or died)."""
+
+
+def _records(read_raw: Reader, after: int, stop: int | None) -> Iterator[tuple[int, StoredFact | str]]:
+    """The records after ``after``, page by page, up to the first one past ``stop``."""
+    while True:
+        page = read_raw(after, PAGE_FACTS)
+        if not page:
+            return
+        yield from page
+        after = page[-1][0]
+        if stop is not None and after > stop:
+            return
+
+
+def parts(head: int, workers: int) -> list[tuple[int, int | None]]:
+    """``workers`` consecutive (start, stop) parts of positions 1..``head`` (the last one
+    open-ended: it walks to the end of the log, whatever was appended since)."""
+    assert head >= 0 and 1 <= workers <= MAX_WORKERS, (head, workers)
+    size = max(1, -(-head // workers))
+    cuts = [(1 + i * size, (i + 1) * size) for i in range(workers) if 1 + i * size <= max(head, 1)]
+    out: list[tuple[int, int | None]] = [(start, stop) for start, stop in cuts]
+    out[-1] = (out[-1][0], None)
+    return out
+
+
+def _seed_from(read_raw: Reader, start: int) -> int:
+    """Where a part's read begins (after which position) for its walk to reach ``start`` in
+    the state one walk of the whole log would: the record before it and the last
+    :data:`RECENT_WINDOW` readable ones read again (further back across gaps)."""
+    span = SEED_POSITIONS
+    while start > 1:
+        after = max(0, start - 1 - span)
+        page = read_raw(after, span)
+        readable = sum(1 for position, record in page if position < start and not isinstance(record, str))
+        if readable >= RECENT_WINDOW or after == 0:
+            return after
+        span *= 4
+    return 0
+
+
+def walk_part(
+    read_raw: Reader, start: int, stop: int | None, watch: Sequence[int], report: Callable[[int], None]
+) -> ChainWalk:
+    after = _seed_from(read_raw, start)
+    return walk_chain(_records(read_raw, after, stop), watch=watch, progress=report, start=start, stop=stop)
+
+
+def _child(
+    conn: Connection, open_reader: Callable[[], Reader], start: int, stop: int | None, watch: Sequence[int]
+) -> None:
+    """In the forked child: walk one part, send progress then the findings; never returns."""
+    code = 0
+    try:
+        read_raw = open_reader()
+        walk = walk_part(read_raw, start, stop, watch, lambda n: conn.send(("progress", n)))
+        conn.send(("done", walk))
+    except BaseException as exc:  # everything goes to the parent, which reports it
+        code = 1
+        with contextlib.suppress(Exception):
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            conn.send(("error", detail[:500]))
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+        os._exit(code)  # no cleanup of the parent's objects (its store connections) here
+
+
+def walk_in_parallel(
+    read_raw: Reader,
+    open_reader: Callable[[], Reader],
+    head: int,
+    *,
+    workers: int,
+    min_part_facts: int = MIN_PART_FACTS,
+    watch: Sequence[int] = (),
+    progress: Callable[[int], None] | None = None,
+) -> ChainWalk:
+    """Walk the chain of a log whose head is about ``head``: in ``workers`` forked children,
+    each opening its own reader with ``open_reader``, or in this process with ``read_raw``
+    when ``workers`` is 1 or the parts would be under ``min_part_facts``."""
+    assert min_part_facts >= 1, min_part_facts
+    workers = max(1, min(workers, MAX_WORKERS, head // min_part_facts))
+    if workers == 1:
+        return walk_part(read_raw, 1, None, watch, progress or (lambda n: None))
+    children: dict[Connection, tuple[int, int]] = {}  # connection -> (part index, pid)
+    try:
+        for index, (start, stop) in enumerate(parts(head, workers)):
+            receive, send = Pipe(duplex=False)
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child's coverage is not collected
+                receive.close()
+                _child(send, open_reader, start, stop, watch)
+            send.close()
+            children[receive] = (index, pid)
+        return _gather(children, len(children), progress)
+    finally:
+        for conn, (_, pid) in children.items():
+            conn.close()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)  # only those still running (a failure elsewhere)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _gather(
+    children: dict[Connection, tuple[int, int]], count: int, progress: Callable[[int], None] | None
+) -> ChainWalk:
+    """The parts' findings, in log order, with their progress added up on the way."""
+    found: dict[int, ChainWalk] = {}
+    walked = [0] * count
+    pending = set(children)
+    while pending:
+        for ready in wait(list(pending)):
+            assert isinstance(ready, Connection)
+            index, _ = children[ready]
+            try:
+                kind, value = ready.recv()
+            except EOFError:
+                raise WalkFailedError(f"the process walking part {index + 1} of {count} died") from None
+            if kind == "progress":
+                walked[index] = int(value)
+                if progress is not None:
+                    progress(sum(walked))
+            elif kind == "done" and isinstance(value, ChainWalk):
+                found[index] = value
+                pending.discard(ready)
+            else:
+                raise WalkFailedError(f"part {index + 1} of {count} of the walk failed: {value}")
+    return merge_walks([found[i] for i in range(count)])
