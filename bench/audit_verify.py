@@ -90,7 +90,8 @@ def main() -> None:
             f"{ingest['accepted'] / elapsed:>10,.0f} facts/s"
         )
         history.unlink()
-    rows, raw = raw_ceiling(store)  # first: the page cache as warm as for the runs that follow
+    raw_ceiling(store)  # warms the page cache: every run below reads the store from memory
+    rows, raw = raw_ceiling(store)
     started = time.perf_counter()
     only = json.loads(
         subprocess.run(
@@ -114,9 +115,10 @@ def main() -> None:
     chain, total = result["seconds"]["chain"], result["seconds"]["total"]
     assert only["ok"] == result["ok"] and only["head"] == result["head"], (only, result)
     walked = only["seconds"]["chain"]
+    raw = min(raw, raw_ceiling(store)[1])  # again after the runs: the best of two
     print(
         f"raw ceiling {rows:>10,} facts in {raw:7.1f}s  {rows / raw:>10,.0f} facts/s  "
-        "(select + orjson + SHA-256, one process)"
+        "(select + orjson + SHA-256, one process; best of two, before and after the runs)"
     )
     print(
         f"chain walk  {facts:>10,} facts in {walked:7.1f}s  {facts / walked:>10,.0f} facts/s  "

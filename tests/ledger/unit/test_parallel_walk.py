@@ -7,14 +7,22 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.adapters.parallel_walk import Reader, WalkFailedError, parts, walk_in_parallel, walk_part
+from ledger.adapters.parallel_walk import (
+    PAGE_FACTS,
+    Reader,
+    WalkFailedError,
+    parts,
+    walk_in_parallel,
+    walk_part,
+)
 from ledger.application.audit import MAX_FAULTS, ChainWalk, merge_walks, walk_chain
 from ledger.application.chain import GENESIS, chain_hash, fact_digest
 from ledger.application.ports import StoredFact
@@ -73,7 +81,12 @@ def _reader(rows: list[Record]) -> Reader:
 
 
 def _same(a: ChainWalk, b: ChainWalk) -> None:
-    assert (a.facts, a.head_position, a.head_hash) == (b.facts, b.head_position, b.head_hash)
+    assert (a.facts, a.head_position, a.head_hash, a.head_hash_at) == (
+        b.facts,
+        b.head_position,
+        b.head_hash,
+        b.head_hash_at,
+    )
     assert a.faults == b.faults and a.fault_count == b.fault_count
     assert a.hash_at == b.hash_at
 
@@ -155,13 +168,10 @@ def test_forked_children_find_what_one_walk_finds() -> None:
     """Three forked children on a tampered log: the same findings as one walk, and the
     progress adds up to every fact."""
     rows = _tamper(_log(90_000), [("alter", 10), ("delete", 29_999), ("forge", 30_000), ("swap", 60_001)])
-    read = _reader(rows)
     seen: list[int] = []
-    walk = walk_in_parallel(
-        read, lambda: read, rows[-1][0], workers=3, min_part_facts=1, progress=seen.append
-    )
+    walk = walk_in_parallel(_opener(rows), rows[-1][0], workers=3, min_part_facts=1, progress=seen.append)
     _same(walk, walk_chain(iter(rows)))
-    assert seen and seen == sorted(seen) and max(seen) <= walk.facts
+    assert seen and seen[-1] == walk.facts == len(rows) and max(seen) == walk.facts
     assert [f.kind for f in walk.faults] == [
         "fact_altered",
         "sequence_gap",
@@ -173,27 +183,86 @@ def test_forked_children_find_what_one_walk_finds() -> None:
 
 def test_a_failing_child_fails_the_walk() -> None:
     """A part that cannot be read fails the whole walk with its reason: never a partial audit."""
-    rows = _log(100)
 
-    def broken() -> Reader:
+    def broken() -> tuple[Reader, Callable[[], None]]:
         raise OSError("database is locked")
 
     with pytest.raises(WalkFailedError, match="database is locked"):
-        walk_in_parallel(_reader(rows), broken, 100, workers=2, min_part_facts=1)
+        walk_in_parallel(broken, 100, workers=2, min_part_facts=1)
 
 
 def test_a_child_that_dies_fails_the_walk() -> None:
     """A child killed mid-way (out of memory, an operator) fails the walk; no child is left."""
     rows = _log(100)
 
-    def dies() -> Reader:
+    def dies() -> tuple[Reader, Callable[[], None]]:
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable")
 
     before = _children()
     with pytest.raises(WalkFailedError, match="died"):
-        walk_in_parallel(_reader(rows), dies, 100, workers=2, min_part_facts=1)
+        walk_in_parallel(dies, len(rows), workers=2, min_part_facts=1)
     assert _children() <= before
+
+
+def test_a_walk_nobody_moves_fails_after_the_stall_timeout() -> None:
+    """Children stuck (a lock never released, a hung connection) fail the walk after the
+    stall timeout instead of hanging the audit; they are killed."""
+    rows = _log(100)
+    stuck = threading.Event()
+
+    def hangs() -> tuple[Reader, Callable[[], None]]:
+        stuck.wait()  # never set: the child blocks until it is killed
+        return _reader(rows), lambda: None
+
+    before = _children()
+    with pytest.raises(WalkFailedError, match="no part of the walk moved"):
+        walk_in_parallel(hangs, len(rows), workers=2, min_part_facts=1, stall_timeout_s=0.5)
+    assert _children() <= before
+
+
+def test_a_row_far_past_the_head_costs_a_bounded_seed() -> None:
+    """A forged row at position 10**9 (the parts are cut by position): the part after the
+    hole looks back at most MAX_SEED_POSITIONS, page by page, and finds what one walk finds."""
+    rows = _log(3_000)
+    far = 10**9
+    last = rows[-1][1]
+    assert isinstance(last, StoredFact)
+    rows.append((far, StoredFact(far, last.envelope_json, "", last.chain_hash, last.fact_digest)))
+    read = _reader(rows)
+    returned: list[int] = []
+
+    def counting(after: int, limit: int) -> list[Record]:
+        page = read(after, limit)
+        returned.append(len(page))
+        assert limit <= PAGE_FACTS
+        return page
+
+    (first, first_stop), (second, _) = parts(far, 2)
+    joined = merge_walks(
+        [
+            walk_part(read, first, first_stop, (), lambda n: None),
+            walk_part(counting, second, None, (), lambda n: None),
+        ]
+    )
+    _same(joined, walk_chain(iter(rows)))
+    assert sum(returned) <= 10  # only the far row (and empty pages): nothing of the log before it
+    assert [(f.position, f.kind) for f in joined.faults] == [(3_001, "sequence_gap")]
+
+
+def test_positions_near_the_integer_limit() -> None:
+    """A row at position 9e18 (past what a seed search that doubles could reach without
+    overflowing a 64-bit integer) is a gap, in parts as in one walk."""
+    rows = _log(20)
+    huge = 9 * 10**18
+    rows.append((huge, "ValueError: nonsense"))
+    read = _reader(rows)
+    joined = merge_walks([walk_part(read, start, stop, (), lambda n: None) for start, stop in parts(huge, 4)])
+    _same(joined, walk_chain(iter(rows)))
+
+
+def _opener(rows: list[Record]) -> Callable[[], tuple[Reader, Callable[[], None]]]:
+    return lambda: (_reader(rows), lambda: None)
 
 
 def _children() -> set[int]:

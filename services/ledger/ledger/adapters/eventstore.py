@@ -91,6 +91,14 @@ def statement_stream(period: str) -> UUID:
     return uuid5(LOG_ID, f"statement:{period}")
 
 
+def _plain_cursor(cursor: Any) -> Any:
+    """The ``sqlite3`` cursor inside eventsourcing's wrapper, made to return plain tuples
+    instead of ``sqlite3.Row`` (this cursor only: eventsourcing opens one per transaction)."""
+    inner = cursor.sqlite_cursor
+    inner.row_factory = None
+    return inner
+
+
 class FactLogApplication(Application[UUID]):
     name = "CommissionLedger"
 
@@ -180,9 +188,9 @@ class EventSourcedFactStore:
         recorder: Any = self.app.recorder
         if self._sqlite_select is not None:
             with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.row_factory = None  # plain tuples, not sqlite3.Row (this cursor only)
-                cursor.execute(self._sqlite_select, (LOG_ID.hex, after, limit))
-                rows: list[tuple[int, str, bytes]] = cursor.fetchall()
+                plain = _plain_cursor(cursor)
+                plain.execute(self._sqlite_select, (LOG_ID.hex, after, limit))
+                rows: list[tuple[int, str, bytes]] = plain.fetchall()
                 return rows
         return [
             (record.originator_version, record.topic, record.state)
@@ -208,9 +216,9 @@ class EventSourcedFactStore:
             marks = ",".join("?" * len(positions))
             sql = self._sqlite_select_at.replace("(?)", f"({marks})")
             with recorder.datastore.transaction(commit=False) as cursor:
-                cursor.row_factory = None
-                cursor.execute(sql, (LOG_ID.hex, *positions))
-                rows: list[tuple[int, str, bytes]] = cursor.fetchall()
+                plain = _plain_cursor(cursor)
+                plain.execute(sql, (LOG_ID.hex, *positions))
+                rows: list[tuple[int, str, bytes]] = plain.fetchall()
                 return rows
         return [
             (record.originator_version, record.topic, record.state)

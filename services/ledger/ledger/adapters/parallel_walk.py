@@ -27,9 +27,12 @@ from ledger.application.audit import RECENT_WINDOW, SEED_POSITIONS, ChainWalk, m
 from ledger.application.ports import StoredFact
 
 __all__ = [
+    "MAX_SEED_POSITIONS",
     "MAX_WORKERS",
     "MIN_PART_FACTS",
     "PAGE_FACTS",
+    "STALL_TIMEOUT_S",
+    "Opener",
     "Reader",
     "WalkFailedError",
     "parts",
@@ -43,11 +46,18 @@ PAGE_FACTS = 5_000
 MIN_PART_FACTS = 50_000
 #: At most this many processes walk at once.
 MAX_WORKERS = 16
-#: A child reports its progress every this many records.
-_PROGRESS_EVERY = 20_000
+#: How far before its part a part's walk looks for the records that seed its links. Past
+#: it (a log missing or unreadable over that many positions before the part: faults one
+#: walk reports too), a part may excuse fewer links than one walk would.
+MAX_SEED_POSITIONS = 100_000
+#: A walk whose children all stay silent this long has failed (they report every 10,000
+#: records; a page read never takes minutes).
+STALL_TIMEOUT_S = 300.0
 
 #: ``read_raw(after, limit)`` of a store (:meth:`ledger.application.ports.FactStore.read_raw`).
 Reader = Callable[[int, int], Sequence[tuple[int, StoredFact | str]]]
+#: Opens a store for reading: its ``read_raw`` and how to close it.
+Opener = Callable[[], tuple[Reader, Callable[[], None]]]
 
 
 class WalkFailedError(Exception):
@@ -80,15 +90,21 @@ def parts(head: int, workers: int) -> list[tuple[int, int | None]]:
 def _seed_from(read_raw: Reader, start: int) -> int:
     """Where a part's read begins (after which position) for its walk to reach ``start`` in
     the state one walk of the whole log would: the record before it and the last
-    :data:`RECENT_WINDOW` readable ones read again (further back across gaps)."""
+    :data:`RECENT_WINDOW` readable ones read again, further back across gaps and unreadable
+    records, page by page, at most :data:`MAX_SEED_POSITIONS` back."""
     span = SEED_POSITIONS
     while start > 1:
         after = max(0, start - 1 - span)
-        page = read_raw(after, span)
-        readable = sum(1 for position, record in page if position < start and not isinstance(record, str))
-        if readable >= RECENT_WINDOW or after == 0:
+        readable, at = 0, after
+        while at < start - 1:
+            page = read_raw(at, min(PAGE_FACTS, start - 1 - at))
+            readable += sum(1 for p, record in page if p < start and not isinstance(record, str))
+            if not page or page[-1][0] >= start - 1:
+                break
+            at = page[-1][0]
+        if readable >= RECENT_WINDOW or after == 0 or span >= MAX_SEED_POSITIONS:
             return after
-        span *= 4
+        span = min(span * 4, MAX_SEED_POSITIONS)
     return 0
 
 
@@ -99,13 +115,11 @@ def walk_part(
     return walk_chain(_records(read_raw, after, stop), watch=watch, progress=report, start=start, stop=stop)
 
 
-def _child(
-    conn: Connection, open_reader: Callable[[], Reader], start: int, stop: int | None, watch: Sequence[int]
-) -> None:
+def _child(conn: Connection, open_reader: Opener, start: int, stop: int | None, watch: Sequence[int]) -> None:
     """In the forked child: walk one part, send progress then the findings; never returns."""
     code = 0
     try:
-        read_raw = open_reader()
+        read_raw, _ = open_reader()  # closed with the process
         walk = walk_part(read_raw, start, stop, watch, lambda n: conn.send(("progress", n)))
         conn.send(("done", walk))
     except BaseException as exc:  # everything goes to the parent, which reports it
@@ -116,37 +130,49 @@ def _child(
     finally:
         with contextlib.suppress(Exception):
             conn.close()
-        os._exit(code)  # no cleanup of the parent's objects (its store connections) here
+        os._exit(code)  # no cleanup of what the parent left open, no flush of its buffers
 
 
 def walk_in_parallel(
-    read_raw: Reader,
-    open_reader: Callable[[], Reader],
+    open_reader: Opener,
     head: int,
     *,
     workers: int,
     min_part_facts: int = MIN_PART_FACTS,
     watch: Sequence[int] = (),
     progress: Callable[[int], None] | None = None,
+    stall_timeout_s: float = STALL_TIMEOUT_S,
 ) -> ChainWalk:
     """Walk the chain of a log whose head is about ``head``: in ``workers`` forked children,
-    each opening its own reader with ``open_reader``, or in this process with ``read_raw``
-    when ``workers`` is 1 or the parts would be under ``min_part_facts``."""
-    assert min_part_facts >= 1, min_part_facts
+    each opening its own reader with ``open_reader``, or in this process when ``workers``
+    is 1 or the parts would be under ``min_part_facts``. The caller holds no connection
+    open across the fork (a pool's threads, a lock they hold, are not the child's)."""
+    assert min_part_facts >= 1 and stall_timeout_s > 0, (min_part_facts, stall_timeout_s)
     workers = max(1, min(workers, MAX_WORKERS, head // min_part_facts))
     if workers == 1:
-        return walk_part(read_raw, 1, None, watch, progress or (lambda n: None))
+        read_raw, close = open_reader()
+        try:
+            return walk_part(read_raw, 1, None, watch, progress or (lambda n: None))
+        finally:
+            close()
     children: dict[Connection, tuple[int, int]] = {}  # connection -> (part index, pid)
     try:
         for index, (start, stop) in enumerate(parts(head, workers)):
             receive, send = Pipe(duplex=False)
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:
+                receive.close()
+                send.close()
+                raise
             if pid == 0:  # pragma: no cover - the child's coverage is not collected
                 receive.close()
                 _child(send, open_reader, start, stop, watch)
             send.close()
             children[receive] = (index, pid)
-        return _gather(children, len(children), progress)
+        return _gather(children, len(children), progress, stall_timeout_s)
+    except OSError as exc:
+        raise WalkFailedError(f"the walk's processes could not be run: {exc}") from exc
     finally:
         for conn, (_, pid) in children.items():
             conn.close()
@@ -157,19 +183,25 @@ def walk_in_parallel(
 
 
 def _gather(
-    children: dict[Connection, tuple[int, int]], count: int, progress: Callable[[int], None] | None
+    children: dict[Connection, tuple[int, int]],
+    count: int,
+    progress: Callable[[int], None] | None,
+    stall_timeout_s: float,
 ) -> ChainWalk:
     """The parts' findings, in log order, with their progress added up on the way."""
     found: dict[int, ChainWalk] = {}
     walked = [0] * count
     pending = set(children)
     while pending:
-        for ready in wait(list(pending)):
+        ready_now = wait(list(pending), timeout=stall_timeout_s)
+        if not ready_now:
+            raise WalkFailedError(f"no part of the walk moved in {stall_timeout_s:.0f} s")
+        for ready in ready_now:
             assert isinstance(ready, Connection)
             index, _ = children[ready]
             try:
                 kind, value = ready.recv()
-            except EOFError:
+            except (EOFError, OSError):  # (a child killed mid-message)
                 raise WalkFailedError(f"the process walking part {index + 1} of {count} died") from None
             if kind == "progress":
                 walked[index] = int(value)
@@ -177,7 +209,11 @@ def _gather(
                     progress(sum(walked))
             elif kind == "done" and isinstance(value, ChainWalk):
                 found[index] = value
+                walked[index] = value.facts
                 pending.discard(ready)
             else:
                 raise WalkFailedError(f"part {index + 1} of {count} of the walk failed: {value}")
-    return merge_walks([found[i] for i in range(count)])
+    whole = merge_walks([found[i] for i in range(count)])
+    if progress is not None:
+        progress(whole.facts)
+    return whole

@@ -89,6 +89,9 @@ class ChainWalk:
     facts: int = 0
     head_position: int = 0
     head_hash: str = GENESIS
+    #: The position of the record ``head_hash`` was read from (0: none; the head's own when
+    #: it is readable).
+    head_hash_at: int = 0
     faults: list[Fault] = field(default_factory=list)
     fault_count: int = 0
     hash_at: dict[int, str] = field(default_factory=dict)
@@ -134,7 +137,7 @@ def walk_chain(
     hash_at = walk.hash_at
     count = 0
     head_hash = GENESIS
-    position = 0
+    hashed_at = position = 0
     for at, record in records:
         if at > last:  # past the part: only a gap that begins within it is still its own
             if expected and at != expected and expected <= last:
@@ -166,6 +169,7 @@ def walk_chain(
             if keep is not None and not altered:
                 keep((position, body))
             previous = head_hash = stored_hash
+            hashed_at = position
             remember(stored_hash)
             if position in watched or _CLOSE_TYPE in body:
                 hash_at[position] = stored_hash
@@ -175,7 +179,7 @@ def walk_chain(
             progress(count - seeded)
     walk.facts = count - seeded
     if position >= start:  # (a part that holds nothing past its seed has no head)
-        walk.head_position, walk.head_hash = position, head_hash
+        walk.head_position, walk.head_hash, walk.head_hash_at = position, head_hash, hashed_at
     return walk
 
 
@@ -189,8 +193,9 @@ def merge_walks(parts: Sequence[ChainWalk]) -> ChainWalk:
             whole.add(fault)
         whole.fault_count += part.fault_count - len(part.faults)  # those past a part's list
         whole.hash_at.update(part.hash_at)
-        if part.head_position > whole.head_position:
-            whole.head_position, whole.head_hash = part.head_position, part.head_hash
+        whole.head_position = max(whole.head_position, part.head_position)
+        if part.head_hash_at > whole.head_hash_at:  # the last readable record's, in any part
+            whole.head_hash, whole.head_hash_at = part.head_hash, part.head_hash_at
     return whole
 
 

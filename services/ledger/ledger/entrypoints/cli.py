@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -337,13 +338,11 @@ def audit_verify(
 ) -> None:
     """Walk the whole log, recompute the hash chain, replay the projections: exit 0 when all
     holds, 1 with every fault's position and kind otherwise."""
-    import os
     import time
 
     from ledger.adapters.eventstore import EventSourcedFactStore
     from ledger.adapters.heap import HeapFreezer
-    from ledger.adapters.parallel_walk import MIN_PART_FACTS, walk_in_parallel
-    from ledger.application.audit import verify, verify_chain
+    from ledger.application.audit import verify
     from ledger.application.pipeline import OUTBOX
     from ledger.bootstrap import build_store
 
@@ -377,31 +376,18 @@ def audit_verify(
     ) as progress:
         task = progress.add_task("verify", total=None)
         walked_before = [0]
+        printed = [0]
 
         def tick(n: int) -> None:
             freezer.note(n - walked_before[0])
             walked_before[0] = n
             progress.update(task, completed=n)
-            if not err.is_terminal and n % 100_000 == 0:
+            if not err.is_terminal and n // 100_000 > printed[0] // 100_000:
                 err.print(f"verify: {n} facts walked")
+            printed[0] = max(printed[0], n)
 
         if chain_only:
-            started = time.perf_counter()
-            walk = walk_in_parallel(
-                store.read_raw,
-                lambda: build_store(settings, create=False).read_raw,  # each child: its own connection
-                store.last_position(),
-                workers=workers or os.cpu_count() or 1,
-                min_part_facts=1 if workers else MIN_PART_FACTS,  # (as many as asked for)
-                watch=[c.position for c in checkpoints],
-                progress=tick,
-            )
-            result = verify_chain(
-                walk,
-                published_position=store.published_position(OUTBOX),
-                checkpoints=checkpoints,
-                seconds=time.perf_counter() - started,
-            )
+            result = _verify_chain_only(settings, store, checkpoints, workers, tick)
         else:
             result = verify(
                 records(),
@@ -426,6 +412,44 @@ def audit_verify(
             Console().print(f"  position {fault.position:>10}  {fault.kind:<20} {fault.detail}")
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _verify_chain_only(
+    settings: Settings, store: Any, checkpoints: list[Any], workers: int | None, tick: Any
+) -> Any:
+    """``audit verify --chain-only``: the chain walked in parts by forked children (the
+    store is closed first: no connection, no pool thread crosses the fork)."""
+    import time
+
+    from ledger.adapters.parallel_walk import MIN_PART_FACTS, WalkFailedError, walk_in_parallel
+    from ledger.application.audit import verify_chain
+    from ledger.application.pipeline import OUTBOX
+    from ledger.bootstrap import build_store
+
+    head, published = guard_store(settings, lambda: (store.last_position(), store.published_position(OUTBOX)))
+    store.close()
+    reader_settings = settings.model_copy(update={"postgres_pool_size": 1})  # one connection each
+
+    def open_reader() -> Any:
+        reader = build_store(reader_settings, create=False)
+        return reader.read_raw, reader.close
+
+    started = time.perf_counter()
+    try:
+        walk = walk_in_parallel(
+            open_reader,
+            head,
+            workers=workers or min(8, len(os.sched_getaffinity(0))),
+            min_part_facts=1 if workers else MIN_PART_FACTS,  # (as many as asked for)
+            watch=[c.position for c in checkpoints],
+            progress=tick,
+        )
+    except WalkFailedError as exc:
+        err.print(f"[red]error:[/red] the chain walk did not complete: {redact_secrets(str(exc))}")
+        raise typer.Exit(2) from None
+    return verify_chain(
+        walk, published_position=published, checkpoints=checkpoints, seconds=time.perf_counter() - started
+    )
 
 
 def _published_checkpoints(settings: Settings) -> list[Any]:
