@@ -56,7 +56,7 @@ _CLOSE_TYPE = b'"coop.ledger.period.closed.v1"'
 MAX_FAULTS = 1000
 #: How many recent stored hashes an intact fact may link to after disturbed neighbours.
 RECENT_WINDOW = 8
-#: How many positions before its part a part's walk reads to seed its links.
+#: How many positions before its part a part's walk reads at least to seed its links.
 SEED_POSITIONS = RECENT_WINDOW + 1
 
 
@@ -118,9 +118,10 @@ def walk_chain(
     ``watch`` lists positions whose chain hash to remember (checkpoints).
 
     A part of the log (:func:`merge_walks` joins the parts): ``start``/``stop`` bound the
-    positions it answers for. ``records`` may begin up to :data:`SEED_POSITIONS` before
-    ``start``: those only seed the links (their own faults are the previous part's), and
-    may run past ``stop``: the first record after it closes a gap that began within."""
+    positions it answers for. ``records`` may begin before ``start`` (at least
+    :data:`SEED_POSITIONS` before, to reach it in the state one walk would): those only seed
+    the links (their own faults are the previous part's), and may run past ``stop``: the
+    first record after it closes a gap that began within."""
     assert start >= 1, start
     walk = ChainWalk()
     watched = set(watch)
