@@ -45,6 +45,19 @@ from ledger.adapters.keyring import generate_master_key
 BIN = Path(sys.executable).parent
 
 
+def master_key(store: Path | None) -> str:
+    """A new master key, or the one kept beside a reused store (a store's data keys are
+    wrapped by the key of the run that made it: another key would not open them)."""
+    if store is None:
+        return generate_master_key()
+    kept = Path(f"{store}.bench-master-key")
+    if store.exists() and kept.exists():
+        return kept.read_text().strip()
+    key = generate_master_key()
+    kept.write_text(key)
+    return key
+
+
 def scrape(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         found: dict[str, float] = {}
@@ -140,7 +153,7 @@ def main() -> None:
         "LEDGER_METRICS_POLL_S": "1",
         "LEDGER_DATA_DIR": str(folder / "data"),
     }
-    base.setdefault("LEDGER_MASTER_KEYS", f"bench:{generate_master_key()}")
+    base.setdefault("LEDGER_MASTER_KEYS", f"bench:{master_key(args.store)}")
     # the service's default (100,000) unless the history is shorter
     base.setdefault("LEDGER_SNAPSHOT_EVERY_FACTS", str(min(100_000, args.facts)))
     empty = Serve(

@@ -44,7 +44,7 @@ def test_the_simulation_catches_a_broken_idempotency(monkeypatch: pytest.MonkeyP
 
     def forgetful(self: Ledger, parsed: object) -> object:
         self.index.envelope_ids.clear()
-        self.index.facts.clear()
+        self.index.keys.clear()
         return original(self, parsed)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Ledger, "_decide", forgetful)

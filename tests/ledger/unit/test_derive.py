@@ -8,6 +8,7 @@ from decimal import Decimal
 from random import Random
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -204,3 +205,32 @@ def test_fast_forward_over_the_examples_then_advance_derives_the_same_events() -
             jumped.fast_forward(facts[:split])
             got = [e for p, f in enumerate(facts[split:], start=split + 1) for e in jumped.advance(p, f)]
             assert got == [e for e in expected if e.position > split], (name, split)
+
+
+def test_the_deriver_keeps_lines_with_shared_amounts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a generated history, the commission lines the deriver keeps (live and fast-forwarded)
+    hold one object per distinct amount, and the same lines as a deriver without sharing."""
+    from bench.history import generate
+
+    from ledger.application import derive, values
+
+    for table in ("_decimals", "_dates", "_texts"):  # empty tables: earlier tests may have filled them
+        monkeypatch.setattr(values, table, {})
+
+    ledger = build_ephemeral_ledger()
+    ledger.ingest(list(generate(4_000, seed=5)))
+    live, quick = Deriver(), Deriver()
+    for position, fact in enumerate(ledger.index.by_position, start=1):
+        live.advance(position, fact)
+    quick.fast_forward(ledger.index.by_position)
+    for deriver in (live, quick):
+        kept = [line for lines in deriver._lines.values() for line in lines.values()]
+        assert len(kept) > 100
+        amounts = [line.amount for line in kept]
+        distinct_values = {(str(a), a) for a in amounts}
+        distinct_objects = {id(a) for a in amounts}
+        assert len(distinct_objects) == len(distinct_values) < len(amounts)
+    plain = Deriver()
+    monkeypatch.setattr(derive, "_compact", lambda line: line)
+    plain.fast_forward(ledger.index.by_position)
+    assert plain._lines == quick._lines

@@ -60,6 +60,14 @@ from ledger.application.fields import (
     is_envelope_id,
 )
 from ledger.application.sealing import TOKEN_PREFIX, Keyring, is_token, open_data
+from ledger.application.values import (
+    SHARED_TEXT_FIELDS,
+    shared_date,
+    shared_decimal,
+    shared_facts_values,
+    shared_fields,
+    shared_text,
+)
 from ledger.domain import facts as f
 from ledger.domain.calendar import MAX_MONTHS
 from ledger.domain.money import fits_currency, minor_unit_exponent
@@ -164,7 +172,8 @@ class _Data(BaseModel):
         return self
 
     def to_fact(self) -> f.Fact:
-        fact: f.Fact = self.FACT(**{name: getattr(self, name) for name in type(self).model_fields})
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        fact: f.Fact = self.FACT(**shared_fields(self.FACT, fields))
         return fact
 
 
@@ -194,7 +203,7 @@ class _ContactV1(_Data):
         fields = {name: getattr(self, name) for name in type(self).model_fields}
         if self.webhook_url is not None:
             fields["webhook_url"] = str(self.webhook_url)
-        fact: f.Fact = self.FACT(**fields)
+        fact: f.Fact = self.FACT(**shared_fields(self.FACT, fields))
         return fact
 
 
@@ -306,7 +315,7 @@ class IntroductionRecordedV1(_Data):
 
     def to_fact(self) -> f.Fact:
         terms = tuple(f.Term(t.rate, t.months) for t in self.terms) if self.terms is not None else None
-        return f.IntroductionRecorded(
+        introduction = f.IntroductionRecorded(
             self.introduction_id,
             self.introducer_id,
             self.client_id,
@@ -316,6 +325,7 @@ class IntroductionRecordedV1(_Data):
             self.terms_reason,
             self.prior_last_invoice_date,
         )
+        return shared_facts_values(introduction)
 
 
 class InvoiceIssuedV1(_Data):
@@ -405,7 +415,9 @@ class PayoutRunProposedV1(_Data):
 
     def to_fact(self) -> f.Fact:
         lines = tuple(f.PayoutLine(x.beneficiary_id, x.currency, x.amount) for x in self.lines)
-        return f.PayoutRunProposed(self.run_id, self.period, self.date, self.proposed_by, lines)
+        return shared_facts_values(
+            f.PayoutRunProposed(self.run_id, self.period, self.date, self.proposed_by, lines)
+        )
 
 
 class PayoutRunApprovedV1(_Data):
@@ -461,9 +473,10 @@ class RebateReceivedV1(_Data):
         return self
 
     def to_fact(self) -> f.Fact:
-        return f.RebateReceived(
+        rebate = f.RebateReceived(
             self.rebate_id, self.supplier_id, self.date, self.currency, self.amount, tuple(self.purchase_ids)
         )
+        return shared_facts_values(rebate)
 
 
 class RebatePassedThroughV1(_Data):
@@ -865,9 +878,9 @@ def _json_converter(hint: Any) -> tuple[type, Callable[[Any], Any] | None] | Non
         rest = [arg for arg in args if arg is not type(None)]
         return _json_converter(rest[0]) if len(rest) == 1 else None
     if hint is Decimal:
-        return (str, Decimal)
+        return (str, shared_decimal)
     if hint is date:
-        return (str, date.fromisoformat)
+        return (str, shared_date)
     if hint in (str, bool, int):
         return (hint, None)
     if typing.get_origin(hint) is Literal and {type(a) for a in args} == {str}:
@@ -887,6 +900,10 @@ def _direct_decoder(model: type[_Data]) -> Callable[[dict[str, Any]], f.Fact] | 
     plain = {name: converter for name, converter in converters.items() if converter is not None}
     if len(plain) != len(converters):
         return None
+    plain = {
+        name: (kind, shared_text if kind is str and name in SHARED_TEXT_FIELDS else convert)
+        for name, (kind, convert) in plain.items()
+    }
     assert set(plain) == set(model.model_fields), model
     fact_type = model.FACT
 

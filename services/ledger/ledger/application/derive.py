@@ -29,6 +29,7 @@ from ledger.application.outbound import (
     rebate_owed_payload,
     void_payload,
 )
+from ledger.application.values import shared_value
 from ledger.domain.books import build_books
 from ledger.domain.commissions import (
     CommissionLine,
@@ -427,7 +428,7 @@ class Deriver:
                 ix.eligibility.get(intro.introducer_id, []),
                 anomalies=[],
             ):
-                after[(line.invoice_id, line.introduction_id)] = line
+                after[(line.invoice_id, line.introduction_id)] = _compact(line)
         before = self._lines[pair]
         events: list[DerivedEvent] = []
         for key in sorted(before.keys() | after.keys()):
@@ -457,7 +458,7 @@ class Deriver:
             if new is None:
                 lines.pop(key, None)
             else:
-                lines[key] = new
+                lines[key] = _compact(new)
         return events
 
     def _line_events(
@@ -647,6 +648,20 @@ _REMOVERS: dict[type, Callable[[Deriver, Any, _Scope], None]] = {
     VendorCommissionReceived: Deriver._nothing_to_recompute,
     PayoutRunProposed: Deriver._nothing_to_recompute,
 }
+
+
+#: What a commission line computes; its other values are its facts' own (shared) objects.
+_COMPUTED_AMOUNTS = ("credited_net", "base", "amount", "gross", "paid", "payable")
+
+
+def _compact(line: CommissionLine) -> CommissionLine:
+    """``line``, just computed and not yet seen by anyone else, made to hold shared amounts
+    (:mod:`ledger.application.values`): the deriver keeps a line per invoice and
+    introduction, and most amounts repeat across lines. Set in place, as a frozen
+    dataclass's ``__post_init__`` would: a copy would cost an object per line."""
+    for name in _COMPUTED_AMOUNTS:
+        object.__setattr__(line, name, shared_value(getattr(line, name)))
+    return line
 
 
 def _zero_balance() -> list[Decimal]:

@@ -120,7 +120,9 @@ class FactIndex:
     head_hash: str = GENESIS
     head: Head = field(default_factory=lambda: Head(0, GENESIS))
     envelope_ids: dict[str, int] = field(default_factory=dict)
-    facts: dict[FactKey, tuple[int, Fact]] = field(default_factory=dict)
+    #: Business keys, kind then id -> log position (the fact is ``by_position[position - 1]``);
+    #: two levels, not one dict of (kind, id) tuples: a tuple per fact is 56 bytes.
+    keys: dict[str, dict[str, int]] = field(default_factory=dict)
     #: Facts in log order: ``by_position[p - 1]`` is the fact stored at position p.
     by_position: list[Fact] = field(default_factory=list)
     #: When facts were recorded, compactly: runs of consecutive positions that share a
@@ -146,11 +148,15 @@ class FactIndex:
 
     def apply(self, stored: StoredFact, envelope_id: str, fact: Fact) -> None:
         assert stored.position == self.head_position + 1, (stored.position, self.head_position)
-        assert fact.key not in self.facts, fact.key
+        kind, key_id = fact.key
+        of_kind = self.keys.get(kind)
+        if of_kind is None:
+            of_kind = self.keys[kind] = {}
+        assert key_id not in of_kind, fact.key
         self.head_position = stored.position
         self.head_hash = stored.chain_hash
         self.envelope_ids[envelope_id] = stored.position
-        self.facts[fact.key] = (stored.position, fact)
+        of_kind[key_id] = stored.position
         self.by_position.append(fact)
         owner = owner_of(fact)
         if owner is not None:
@@ -189,7 +195,6 @@ class FactIndex:
             needles.extend(personal_values(fact))
             plain = redacted(fact)
             self.by_position[at - 1] = plain
-            self.facts[plain.key] = (at, plain)
             if isinstance(plain, (IntroducerRegistered, ClientRegistered, AdviserRegistered)):
                 self.names[plain.key[1]] = ERASED
         if party.kind == "introducer" and party.party_id in self.accounts:
@@ -197,6 +202,12 @@ class FactIndex:
             self.accounts[party.party_id] = (since, ERASED)
         self.erased[party] = position
         self.pending_erasures[party] = (position, sorted(set(needles)))
+
+    def at_key(self, key: FactKey) -> tuple[int, Fact] | None:
+        """The position and fact of business key ``key``, or None."""
+        of_kind = self.keys.get(key[0])
+        position = None if of_kind is None else of_kind.get(key[1])
+        return None if position is None else (position, self.by_position[position - 1])
 
     def masked_accounts(self) -> dict[str, str]:
         """Each introducer's payout account on record, masked."""
@@ -395,7 +406,7 @@ class Ledger:
                 "type or other data; the first one stands"
             )
             return Outcome("rejected", envelope_id, kind, reason="conflict", message=message)
-        known = self.index.facts.get(fact.key) or batch.keys.get(fact.key)
+        known = self.index.at_key(fact.key) or batch.keys.get(fact.key)
         if known is not None:
             known_at, known_fact = known
             if self._same(known_fact, fact):
@@ -441,7 +452,7 @@ class Ledger:
     ) -> tuple[str, str] | None:
         """Four eyes on a payout run: it exists, and its approver is not its proposer."""
         key: FactKey = ("payout_run", approval.run_id)
-        known = self.index.facts.get(key) or batch_keys.get(key)
+        known = self.index.at_key(key) or batch_keys.get(key)
         if known is None:
             return ("unknown_run", f"no payout run {approval.run_id!r} was proposed")
         proposal = known[1]

@@ -224,7 +224,7 @@ def _current_books(ledger: Ledger) -> Books:
 
 
 def _known_run_ids(ledger: Ledger) -> set[str]:
-    return {key[1] for key in ledger.index.facts if key[0] == "payout_run"}
+    return set(ledger.index.keys.get("payout_run", {}))
 
 
 def next_run_id(ledger: Ledger, period: str) -> str:
@@ -365,7 +365,7 @@ class RunView:
 
 def run_view(ledger: Ledger, run_id: str) -> RunView:
     """Run ``run_id`` as the log holds it now (see the module)."""
-    found = ledger.index.facts.get(("payout_run", run_id))
+    found = ledger.index.at_key(("payout_run", run_id))
     if found is None:
         raise PayoutRunError(f"no payout run {run_id!r} was proposed")
     position, run = found

@@ -44,7 +44,7 @@ from ledger.domain.personal import ERASED, PERSONAL_FIELDS, PartyRef, owner_of, 
 __all__ = ["FORMAT", "SnapshotError", "SnapshotHeader", "dump", "not_ready", "restore"]
 
 #: The layout of what is pickled; a snapshot of another format is stale.
-FORMAT = 1
+FORMAT = 2
 _PERSONAL_TYPES = frozenset(PERSONAL_FIELDS)
 
 
@@ -141,7 +141,7 @@ class _Pickler(pickle.Pickler):
     def __init__(self, file: io.BytesIO, positions: dict[int, int], index: FactIndex) -> None:
         super().__init__(file, protocol=5)
         self._positions = positions
-        self._facts = index.facts
+        self._index = index
         self.dispatch_table = {**_REDUCERS, IntroductionLine: self._introduction_line}
 
     def _introduction_line(self, line: IntroductionLine) -> tuple[Any, tuple[Any, ...]]:
@@ -149,7 +149,7 @@ class _Pickler(pickle.Pickler):
         without it, with a reference to the introduction it is read back from."""
         if line.terms_reason is None or line.terms_reason == ERASED:
             return _REDUCERS[IntroductionLine](line)
-        known = self._facts.get(("introduction", line.introduction_id))
+        known = self._index.at_key(("introduction", line.introduction_id))
         introduction = known[1] if known is not None else None
         if (
             not isinstance(introduction, IntroductionRecorded)
