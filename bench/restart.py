@@ -51,9 +51,15 @@ def master_key(store: Path | None) -> str:
     if store is None:
         return generate_master_key()
     kept = Path(f"{store}.bench-master-key")
-    if store.exists() and kept.exists():
+    if store.exists():
+        if not kept.exists():
+            raise SystemExit(
+                f"{store} exists but {kept.name} does not: its data keys cannot be opened; "
+                "set LEDGER_MASTER_KEYS to the key that made it, or remove the store"
+            )
         return kept.read_text().strip()
     key = generate_master_key()
+    kept.touch(mode=0o600)
     kept.write_text(key)
     return key
 
@@ -153,7 +159,8 @@ def main() -> None:
         "LEDGER_METRICS_POLL_S": "1",
         "LEDGER_DATA_DIR": str(folder / "data"),
     }
-    base.setdefault("LEDGER_MASTER_KEYS", f"bench:{master_key(args.store)}")
+    if "LEDGER_MASTER_KEYS" not in base:
+        base["LEDGER_MASTER_KEYS"] = f"bench:{master_key(args.store)}"
     # the service's default (100,000) unless the history is shorter
     base.setdefault("LEDGER_SNAPSHOT_EVERY_FACTS", str(min(100_000, args.facts)))
     empty = Serve(

@@ -658,7 +658,11 @@ def _compact(line: CommissionLine) -> CommissionLine:
     """``line``, just computed and not yet seen by anyone else, made to hold shared amounts
     (:mod:`ledger.application.values`): the deriver keeps a line per invoice and
     introduction, and most amounts repeat across lines. Set in place, as a frozen
-    dataclass's ``__post_init__`` would: a copy would cost an object per line."""
+    dataclass's ``__post_init__`` would: a copy would cost an object per line.
+
+    Only for a line fresh from ``commission_line`` / ``pair_commission_lines`` (a new object
+    each call): never one from a cache such as ``domain.books``' line memo, whose lines
+    other books hold."""
     for name in _COMPUTED_AMOUNTS:
         object.__setattr__(line, name, shared_value(getattr(line, name)))
     return line

@@ -128,8 +128,8 @@ def _plan(kind: type) -> tuple[tuple[str, bool, bool], ...]:
     if plan is None:
         personal = personal_fields_of(kind)
         plan = tuple(
-            (item.name, number > 0 and item.name not in personal, item.name in SHARED_TEXT_FIELDS)
-            for number, item in enumerate(dataclasses.fields(kind))
+            (item.name, item.name not in personal, item.name in SHARED_TEXT_FIELDS)
+            for item in dataclasses.fields(kind)
         )
         assert not SHARED_TEXT_FIELDS & set(personal), kind
         _plans[kind] = plan
@@ -138,8 +138,8 @@ def _plan(kind: type) -> tuple[tuple[str, bool, bool], ...]:
 
 def shared_fields(kind: type, fields: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments ``fields`` of a ``kind`` (a frozen dataclass) with shared
-    amounts, days and references (the :data:`SHARED_TEXT_FIELDS`): its first field (its
-    own id, unique), its personal fields and nested values are left as they are."""
+    amounts, days and references (only the texts of :data:`SHARED_TEXT_FIELDS`: not a
+    fact's own id, unique); its personal fields and nested values are left as they are."""
     for name, share, text in _plan(kind):
         if share and name in fields:
             fields[name] = _shared(fields[name], text)
