@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import PlainSerializer, PlainValidator, ValidationInfo, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from ledger.application.values import shared_date, shared_decimal, shared_text
 from ledger.domain.money import currencies_by_exponent, is_known_currency
 from ledger.domain.personal import ERASED
 
@@ -171,7 +172,7 @@ def _money(value: object) -> Decimal:
             'amount {value} is not a plain decimal below 10^12 like "1234.50"',
             {"value": repr(value[:40])},
         )
-    return Decimal(value)
+    return shared_decimal(value)
 
 
 def _rate(value: object) -> Decimal:
@@ -187,7 +188,7 @@ def _rate(value: object) -> Decimal:
             'rate {value} is not a decimal string between 0 and 1 like "0.10"',
             {"value": repr(str(value)[:40])},
         )
-    return Decimal(value)
+    return shared_decimal(value)
 
 
 def _date(value: object) -> date:
@@ -202,7 +203,7 @@ def _date(value: object) -> date:
             {"value": value, "first": FIRST_YEAR, "last": LAST_YEAR},
         )
     try:
-        return date.fromisoformat(value)
+        return shared_date(value)
     except ValueError:
         raise PydanticCustomError(
             "invalid_date", "{value} is not a calendar date", {"value": value}
@@ -218,7 +219,7 @@ def _currency(value: object) -> str:
             "{value} is not an ISO 4217 currency with a minor unit",
             {"value": repr(value[:10])},
         )
-    return value
+    return shared_text(value)
 
 
 def _timestamp(value: object) -> str:

@@ -98,11 +98,11 @@ def shared_text(text: str) -> str:
 
 def shared_value(value: T) -> T:
     """``value`` itself, or the equal shared object when it is an amount or a day."""
-    shared: T = _shared(value, False)
+    shared: T = _shared(value)
     return shared
 
 
-def _shared(value: Any, text: bool) -> Any:
+def _shared(value: Any) -> Any:
     kind = type(value)
     if kind is Decimal:
         key = str(value)
@@ -114,41 +114,43 @@ def _shared(value: Any, text: bool) -> Any:
         return found
     if kind is date:
         return shared_date(value.isoformat())
-    if kind is str and text:
-        return shared_text(value)
     return value
 
 
-#: Per fact type: its fields, each with whether its value may be shared and whether as text.
-_plans: dict[type, tuple[tuple[str, bool, bool], ...]] = {}
+#: Per fact type: its text fields that are shared (named in SHARED_TEXT_FIELDS, not personal).
+_plans: dict[type, tuple[str, ...]] = {}
 
 
-def _plan(kind: type) -> tuple[tuple[str, bool, bool], ...]:
+def _text_fields(kind: type) -> tuple[str, ...]:
     plan = _plans.get(kind)
     if plan is None:
         personal = personal_fields_of(kind)
-        plan = tuple(
-            (item.name, item.name not in personal, item.name in SHARED_TEXT_FIELDS)
-            for item in dataclasses.fields(kind)
-        )
         assert not SHARED_TEXT_FIELDS & set(personal), kind
+        plan = tuple(
+            item.name
+            for item in dataclasses.fields(kind)
+            if item.name in SHARED_TEXT_FIELDS and item.name not in personal
+        )
         _plans[kind] = plan
     return plan
 
 
 def shared_fields(kind: type, fields: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments ``fields`` of a ``kind`` (a frozen dataclass) with shared
-    amounts, days and references (only the texts of :data:`SHARED_TEXT_FIELDS`: not a
-    fact's own id, unique); its personal fields and nested values are left as they are."""
-    for name, share, text in _plan(kind):
-        if share and name in fields:
-            fields[name] = _shared(fields[name], text)
+    references: the texts of :data:`SHARED_TEXT_FIELDS` (not a fact's own id, unique, nor a
+    personal field). Amounts and days come shared from the contract's validators
+    (``application.fields``) and the direct decoders already."""
+    for name in _text_fields(kind):
+        value = fields.get(name)
+        if type(value) is str:
+            fields[name] = shared_text(value)
     return fields
 
 
 def shared_facts_values(fact: T) -> T:
-    """``fact`` (a frozen dataclass) rebuilt with shared values (see :func:`shared_fields`)."""
+    """``fact`` (a frozen dataclass) rebuilt with shared references (see :func:`shared_fields`)."""
     assert dataclasses.is_dataclass(fact) and not isinstance(fact, type), fact
     kind = type(fact)
-    rebuilt: T = kind(**shared_fields(kind, {name: getattr(fact, name) for name, _, _ in _plan(kind)}))
+    names = [item.name for item in dataclasses.fields(kind)]
+    rebuilt: T = kind(**shared_fields(kind, {name: getattr(fact, name) for name in names}))
     return rebuilt
